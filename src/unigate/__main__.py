@@ -1,0 +1,3 @@
+from unigate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Usage records: one per call that reached a provider, written off the hot path.
+
+`Ledger.add()` only appends to a bounded in-memory buffer; a background task drains it to the
+configured sinks in batches. Totals per model are kept in memory for /admin and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Awaitable, Callable
+
+log = logging.getLogger("unigate.ledger")
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    request_id: str
+    endpoint: str
+    model: str
+    key_id: str | None = None
+    deployment: str = ""
+    provider: str = ""
+    stream: bool = False
+    status: int = 0
+    error_code: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_known: bool = False
+    cost_usd: float | None = None
+    started: float = field(default_factory=time.time)
+    latency_ms: float = 0.0
+    ttfb_ms: float | None = None
+    client_disconnected: bool = False
+
+    def set_usage(self, usage: dict[str, Any] | None) -> None:
+        if not usage:
+            return
+        self.usage_known = True
+        self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        self.completion_tokens = int(usage.get("completion_tokens") or 0)
+        ptd = usage.get("prompt_tokens_details") or {}
+        ctd = usage.get("completion_tokens_details") or {}
+        self.cached_tokens = int(ptd.get("cached_tokens") or 0)
+        self.cache_write_tokens = int(ptd.get("cache_write_tokens") or 0)
+        self.reasoning_tokens = int(ctd.get("reasoning_tokens") or 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Sink = Callable[[list[UsageRecord]], Awaitable[None]]
+
+
+class Ledger:
+    def __init__(self, max_buffer: int = 100_000, flush_interval: float = 1.0) -> None:
+        self._buf: deque[UsageRecord] = deque()
+        self._max = max_buffer
+        self._interval = flush_interval
+        self._sinks: list[Sink] = []
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.totals: dict[str, dict[str, float]] = {}
+        self.recent: deque[UsageRecord] = deque(maxlen=1000)
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def add(self, rec: UsageRecord) -> None:
+        if len(self._buf) >= self._max:
+            # never block or grow without bound; the count is exported so the loss is visible
+            self._buf.popleft()
+            self.dropped += 1
+        self._buf.append(rec)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._buf:
+            return
+        batch = list(self._buf)
+        self._buf.clear()
+        for rec in batch:
+            t = self.totals.setdefault(rec.model, {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+            t["requests"] += 1
+            if rec.status >= 400:
+                t["errors"] += 1
+            t["prompt_tokens"] += rec.prompt_tokens
+            t["completion_tokens"] += rec.completion_tokens
+            t["cost_usd"] += rec.cost_usd or 0.0
+            self.recent.append(rec)
+        for sink in self._sinks:
+            try:
+                await sink(batch)
+            except Exception:  # a failing sink must not stop accounting for the others
+                log.exception("usage sink %r failed for %d records", sink, len(batch))

@@ -1,0 +1,88 @@
+"""Wires the HTTP application: builds the gateway from the config, mounts the surfaces, and
+owns start-up and shutdown of the shared resources (upstream connection pool, ledger)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+import orjson
+from aiohttp import web
+
+from unigate.accounting.ledger import Ledger
+from unigate.config import Config
+from unigate.governance.auth import Authenticator
+from unigate.pipeline import Gateway
+from unigate.providers.base import Deployment
+from unigate.providers.registry import build_providers
+from unigate.providers.transport import Transport
+from unigate.routing.router import Router
+from unigate.surfaces.openai import OpenAISurface, fallback_handler, model_object
+
+log = logging.getLogger("unigate")
+
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+def build_gateway(cfg: Config, env: Mapping[str, str] | None = None) -> Gateway:
+    env = os.environ if env is None else env
+    providers = build_providers(cfg, env)
+    extra: list[Deployment] = []
+    if cfg.local.enabled:
+        from unigate.providers.local import local_deployments
+
+        extra.extend(local_deployments(cfg))
+    router = Router(cfg, providers, extra)
+    return Gateway(cfg=cfg, router=router, transport=Transport(), ledger=Ledger(), auth=Authenticator(cfg.server.master_key))
+
+
+def list_models(gw: Gateway) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for d in gw.router.direct_deployments():
+        out.append(model_object(d.public_id, d.provider.id))
+        seen.add(d.public_id)
+    for name in gw.router.names():
+        if name not in seen:
+            out.append(model_object(name, "unigate"))
+            seen.add(name)
+    return out
+
+
+def create_app(cfg: Config, env: Mapping[str, str] | None = None) -> web.Application:
+    gw = build_gateway(cfg, env)
+    app = web.Application(client_max_size=cfg.server.max_body_bytes, handler_args={"max_field_size": 16384})
+    app[GATEWAY_KEY] = gw
+    surface = OpenAISurface(gw, lambda: list_models(gw))
+    routes = surface.routes()
+    app.add_routes(routes)
+
+    ready = {"ok": False}
+
+    async def live(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+    async def readyz(request: web.Request) -> web.Response:
+        body = {"status": "ready" if ready["ok"] else "starting", "providers": sorted(gw.router.providers)}
+        return web.Response(body=orjson.dumps(body), status=200 if ready["ok"] else 503, content_type="application/json")
+
+    app.add_routes([web.get("/health/live", live), web.get("/health/ready", readyz), web.get("/health", live)])
+    known = {r.path for r in routes if isinstance(r, web.RouteDef)}
+    app.router.add_route("*", "/{tail:.*}", fallback_handler(known))
+
+    async def on_startup(app: web.Application) -> None:
+        gw.ledger.start()
+        ready["ok"] = True
+
+    async def on_shutdown(app: web.Application) -> None:
+        ready["ok"] = False
+
+    async def on_cleanup(app: web.Application) -> None:
+        await gw.ledger.stop()
+        await gw.transport.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app

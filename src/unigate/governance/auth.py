@@ -1,0 +1,50 @@
+"""Client authentication: the master key (virtual keys build on this `Principal`)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Mapping
+
+from unigate.errors import Unauthenticated
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str | None
+    is_master: bool
+
+
+ANONYMOUS = Principal(key_id=None, is_master=True)
+MASTER = Principal(key_id="master", is_master=True)
+
+
+class Authenticator:
+    def __init__(self, master_key: str | None) -> None:
+        self._master = master_key.encode() if master_key else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._master is not None
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        if self._master is None:
+            return ANONYMOUS  # loopback-only mode, enforced at bind time
+        key = bearer_or_api_key(headers)
+        if key is None:
+            raise Unauthenticated(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+            )
+        if hmac.compare_digest(key.encode(), self._master):
+            return MASTER
+        raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
+
+
+def bearer_or_api_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    return headers.get("x-api-key") or headers.get("api-key")

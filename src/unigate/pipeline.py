@@ -1,0 +1,265 @@
+"""The path of one request, in one place:
+
+    authenticate -> read + validate body -> resolve model to deployments -> for each deployment:
+    build the native request, call, translate back (JSON or a relayed/translated stream);
+    on a fallbackable error try the next one -> record usage (off the hot path) -> respond.
+
+Handlers in `surfaces/` call the functions here; adapters in `providers/` do the translating;
+`transport.py` does the HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from unigate.accounting.ledger import Ledger, UsageRecord
+from unigate.config import Config
+from unigate.errors import BodyTooLarge, GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from unigate.governance.auth import Authenticator, Principal
+from unigate.providers.base import JSON, Deployment, UpstreamRequest
+from unigate.providers.transport import Transport
+from unigate.routing.router import Router
+from unigate.providers import sse
+from unigate.surfaces import validate
+
+log = logging.getLogger("unigate.pipeline")
+
+USAGE_MARK = b'"usage":{'
+JSON_CT = "application/json"
+_CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything a request needs, built once per process."""
+
+    cfg: Config
+    router: Router
+    transport: Transport
+    ledger: Ledger
+    auth: Authenticator
+
+    # ------------------------------------------------------------------ entry points
+
+    async def chat_completions(self, request: web.Request, rid: str) -> web.StreamResponse:
+        principal = self.auth.authenticate(request.headers)
+        body = await self.read_json(request)
+        validate.validate_chat(body)
+        return await self.run(request, rid, principal, body, endpoint="chat")
+
+    async def completions(self, request: web.Request, rid: str) -> web.StreamResponse:
+        principal = self.auth.authenticate(request.headers)
+        body = await self.read_json(request)
+        validate.validate_completions(body)
+        return await self.run(request, rid, principal, body, endpoint="completions")
+
+    async def embeddings(self, request: web.Request, rid: str) -> web.StreamResponse:
+        principal = self.auth.authenticate(request.headers)
+        body = await self.read_json(request)
+        validate.validate_embeddings(body)
+        return await self.run(request, rid, principal, body, endpoint="embeddings")
+
+    # ------------------------------------------------------------------ the request path
+
+    async def run(self, request: web.Request, rid: str, principal: Principal, body: JSON, *, endpoint: str) -> web.StreamResponse:
+        model: str = body["model"]
+        deployments = self.router.resolve(model)
+        stream = body.get("stream") is True and endpoint != "embeddings"
+        last: GatewayError | None = None
+        for dep in deployments:
+            rec = UsageRecord(request_id=rid, endpoint=endpoint, model=model, key_id=principal.key_id,
+                              deployment=dep.id, provider=dep.provider.id, stream=stream)
+            t0 = time.perf_counter()
+            try:
+                if stream:
+                    return await self._call_stream(request, rid, body, dep, rec, endpoint)
+                return await self._call_json(rid, body, dep, rec, endpoint)
+            except GatewayError as e:
+                rec.status, rec.error_code = e.http_status, e.code
+                last = e
+                if not e.fallbackable:
+                    raise
+                log.warning("request %s: %s failed (%s), %s", rid, dep.id, e.message,
+                            "trying the next deployment" if dep is not deployments[-1] else "no deployment left")
+            finally:
+                rec.latency_ms = (time.perf_counter() - t0) * 1000
+                self.ledger.add(rec)
+        assert last is not None
+        raise last
+
+    def _build(self, body: JSON, dep: Deployment, endpoint: str, stream: bool) -> UpstreamRequest:
+        a = dep.adapter
+        if endpoint == "chat":
+            return a.chat_request(body, dep, stream=stream)
+        if endpoint == "embeddings":
+            return a.embeddings_request(body, dep)
+        return a.completions_request(body, dep, stream=stream)
+
+    async def _call_json(self, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str) -> web.Response:
+        req = self._build(body, dep, endpoint, stream=False)
+        async with self.transport.open(req, dep.timeouts, dep.provider.id) as up:
+            try:
+                data = await up.read()
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout(f"{dep.provider.id}: the upstream did not finish in time", provider=dep.provider.id) from None
+            status = up.status
+            if status >= 400:
+                raise dep.adapter.error(status, data, up.headers, dep)
+        rec.status = 200
+        a = dep.adapter
+        try:
+            if a.passthrough:
+                obj = orjson.loads(data)
+                out = data
+            else:
+                obj = a.embeddings_response(data, dep) if endpoint == "embeddings" else a.chat_response(data, dep)
+                out = orjson.dumps(obj)
+        except (ValueError, KeyError, TypeError) as e:
+            raise UpstreamUnavailable(f"{dep.provider.id}: unreadable upstream response ({e})", provider=dep.provider.id) from None
+        if isinstance(obj, dict):
+            rec.set_usage(obj.get("usage"))
+        return web.Response(body=out, content_type=JSON_CT, headers=_headers(rid, dep, req))
+
+    async def _call_stream(self, request: web.Request, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str) -> web.StreamResponse:
+        req = self._build(body, dep, endpoint, stream=True)
+        want_usage = validate.wants_usage(body)
+        t0 = time.perf_counter()
+        async with self.transport.open(req, dep.timeouts, dep.provider.id) as up:
+            if up.status >= 400:
+                raise dep.adapter.error(up.status, await up.read(), up.headers, dep)
+            # From here on the client has a 200 and an event stream: no more fallback, and
+            # failures become an error event in the stream.
+            resp = web.StreamResponse(headers={**SSE_HEADERS, **_headers(rid, dep, req)})
+            await resp.prepare(request)
+            rec.status = 200
+            try:
+                if dep.adapter.passthrough:
+                    await _relay_openai_stream(up, resp, want_usage, rec, t0)
+                else:
+                    await _translate_stream(up, resp, dep.adapter.chat_stream(body, dep), want_usage, rec, t0)
+                await resp.write(sse.DONE)
+            except _CLIENT_GONE:
+                rec.client_disconnected = True
+                return resp
+            except (asyncio.TimeoutError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                err: GatewayError = (UpstreamTimeout if isinstance(e, asyncio.TimeoutError) else UpstreamUnavailable)(
+                    f"{dep.provider.id}: the upstream stream broke off ({type(e).__name__})", provider=dep.provider.id
+                )
+                await _write_stream_error(resp, err, rec)
+            except GatewayError as e:
+                await _write_stream_error(resp, e, rec)
+        try:
+            await resp.write_eof()
+        except _CLIENT_GONE:
+            rec.client_disconnected = True
+        return resp
+
+    async def read_json(self, request: web.Request) -> JSON:
+        limit = self.cfg.server.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise BodyTooLarge(f"The request body is {request.content_length} bytes; the limit is {limit}.")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise BodyTooLarge(f"The request body exceeds the limit of {limit} bytes.") from None
+        return validate.parse_json_object(raw)
+
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:
+    h = {"x-request-id": rid, "x-unigate-deployment": dep.public_id}
+    if req.dropped:
+        h["x-unigate-dropped-params"] = ",".join(req.dropped)
+    return h
+
+
+async def _relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool, rec: UsageRecord, t0: float) -> None:
+    """Relay an OpenAI-format stream as it arrives, whole events at a time. Only an event
+    carrying a usage object is parsed: its numbers are recorded, and the usage-only chunk the
+    gateway asked for on the client's behalf is dropped unless the client asked for it too."""
+    tail = b""
+    first = True
+    async for data in up.content.iter_any():
+        if first:
+            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+            first = False
+        buf = tail + data if tail else data
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n")
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            tail = buf
+            continue
+        complete, tail = buf[: cut + 2], buf[cut + 2 :]
+        if USAGE_MARK in complete:
+            complete = _handle_usage(complete, want_usage, rec)
+        if complete:
+            await resp.write(complete)
+    if tail.strip():
+        await resp.write(tail if tail.endswith(b"\n\n") else tail + b"\n\n")
+
+
+def _handle_usage(block: bytes, want_usage: bool, rec: UsageRecord) -> bytes:
+    out = []
+    for event in block.split(b"\n\n"):
+        if USAGE_MARK in event:
+            payload = event[event.find(b"data:") + 5 :].strip() if b"data:" in event else b""
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                rec.set_usage(obj.get("usage"))
+                if not want_usage and not obj.get("choices"):
+                    continue
+        if event:
+            out.append(event)
+    return b"\n\n".join(out) + b"\n\n" if out else b""
+
+
+async def _translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any, want_usage: bool, rec: UsageRecord, t0: float) -> None:
+    """Native stream -> canonical chunks, one write per upstream read."""
+    first = True
+    last_chunk: JSON | None = None
+    async for data in up.content.iter_any():
+        if first:
+            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+            first = False
+        chunks = decoder.feed(data)
+        if chunks:
+            last_chunk = chunks[-1]
+            await resp.write(b"".join(sse.encode(c) for c in chunks))
+    chunks = decoder.close()
+    if chunks:
+        last_chunk = chunks[-1]
+        await resp.write(b"".join(sse.encode(c) for c in chunks))
+    rec.set_usage(decoder.usage)
+    if want_usage and decoder.usage is not None:
+        await resp.write(sse.encode(_usage_chunk(last_chunk, decoder.usage)))
+
+
+def _usage_chunk(like: JSON | None, usage: JSON) -> JSON:
+    like = like or {}
+    return {"id": like.get("id", ""), "object": "chat.completion.chunk", "created": like.get("created", int(time.time())),
+            "model": like.get("model", ""), "choices": [], "usage": usage}
+
+
+async def _write_stream_error(resp: web.StreamResponse, err: GatewayError, rec: UsageRecord) -> None:
+    rec.status, rec.error_code = err.http_status, err.code
+    try:
+        await resp.write(sse.encode(err.body()))
+    except _CLIENT_GONE:
+        rec.client_disconnected = True
+
+
+Handler = Callable[[web.Request, str], Any]

@@ -1,0 +1,163 @@
+"""The provider contract: what a dialect module implements, and the runtime objects it gets.
+
+A dialect is pure translation. It builds the native request from the canonical (OpenAI Chat
+Completions) body, parses the native response or stream back into canonical dicts, and maps
+native errors. It never sends HTTP, reads the environment or writes SSE: `transport.py` and
+`pipeline.py` do that.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Protocol
+
+from unigate.config import Timeouts
+from unigate.errors import UnsupportedFeature, UpstreamError
+from unigate.providers.presets import Preset
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Provider:
+    """A configured provider: where it is and how to authenticate, resolved once at start."""
+
+    id: str
+    preset: Preset
+    base_url: str
+    api_key: str | None
+    #: static headers for every call (auth included), built once.
+    headers: dict[str, str]
+    timeouts: Timeouts
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Deployment:
+    """One concrete target: a provider plus the model name the provider knows."""
+
+    id: str
+    provider: Provider
+    model: str
+    adapter: "Adapter"
+    timeouts: Timeouts
+    weight: float = 1.0
+    #: USD per million tokens from config, overriding the catalog.
+    input_price: float | None = None
+    output_price: float | None = None
+
+    @property
+    def public_id(self) -> str:
+        return f"{self.provider.id}/{self.model}"
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    #: request fields the adapter dropped because this upstream cannot take them.
+    dropped: tuple[str, ...] = ()
+
+
+class StreamDecoder(Protocol):
+    """Turns a native stream, fed as raw bytes in whatever pieces TCP delivers, into canonical
+    `chat.completion.chunk` dicts. `usage` holds the final OpenAI usage object once known; the
+    pipeline, not the decoder, emits the usage chunk to clients that asked for it."""
+
+    usage: JSON | None
+
+    def feed(self, data: bytes) -> list[JSON]: ...
+
+    def close(self) -> list[JSON]:
+        """End of the upstream body: flush anything buffered, raise UpstreamError on a truncated stream."""
+        ...
+
+
+class Adapter(Protocol):
+    dialect: ClassVar[str]
+    #: true when the native format is the canonical one and bodies can be relayed untouched.
+    passthrough: ClassVar[bool]
+
+    def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
+
+    def chat_response(self, data: bytes, dep: Deployment) -> JSON: ...
+
+    def chat_stream(self, body: JSON, dep: Deployment) -> StreamDecoder: ...
+
+    def error(self, status: int, data: bytes, headers: Mapping[str, str], dep: Deployment) -> UpstreamError: ...
+
+    def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest: ...
+
+    def embeddings_response(self, data: bytes, dep: Deployment) -> JSON: ...
+
+    def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
+
+
+class AdapterBase:
+    """Defaults for the optional parts of the contract: say clearly what is not supported."""
+
+    dialect: ClassVar[str] = "base"
+    passthrough: ClassVar[bool] = False
+
+    def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
+        raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")
+
+    def embeddings_response(self, data: bytes, dep: Deployment) -> JSON:
+        raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")
+
+    def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
+        raise UnsupportedFeature(
+            f"{dep.public_id} has no legacy completions API; use /v1/chat/completions", param="model"
+        )
+
+
+class ChunkMaker:
+    """Builds canonical stream chunks that share one id/created/model, for native decoders."""
+
+    __slots__ = ("id", "created", "model")
+
+    def __init__(self, model: str, id: str | None = None, created: int | None = None) -> None:
+        self.id = id or "chatcmpl-" + _rand_id()
+        self.created = created or int(time.time())
+        self.model = model
+
+    def chunk(self, delta: JSON, *, finish_reason: str | None = None, index: int = 0) -> JSON:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+
+    def usage_chunk(self, usage: JSON) -> JSON:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+        }
+
+
+def _rand_id() -> str:
+    import os
+
+    return os.urandom(12).hex()
+
+
+def usage_dict(prompt: int, completion: int, *, cached: int = 0, cache_write: int = 0, reasoning: int = 0) -> JSON:
+    """An OpenAI usage object; details appear only when non-zero."""
+    u: JSON = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if cached or cache_write:
+        d: JSON = {"cached_tokens": cached}
+        if cache_write:
+            d["cache_write_tokens"] = cache_write
+        u["prompt_tokens_details"] = d
+    if reasoning:
+        u["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return u

@@ -1,0 +1,99 @@
+"""Builds the runtime providers from the config and the environment, and maps dialect names to
+adapter classes. Dialect modules are imported only when a provider needs them."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Mapping
+
+from unigate.config import Config, ProviderConfig
+from unigate.providers.base import Adapter, Provider
+from unigate.providers.presets import PRESETS, Preset
+
+#: dialect name -> "module:Class"; a native provider adds one line here.
+DIALECTS: dict[str, str] = {
+    "openai": "unigate.providers.openai_compat:OpenAICompatAdapter",
+}
+
+_adapters: dict[str, Adapter] = {}
+
+
+def adapter_for(dialect: str) -> Adapter:
+    if dialect not in _adapters:
+        mod_name, _, cls_name = DIALECTS[dialect].partition(":")
+        cls = getattr(importlib.import_module(mod_name), cls_name)
+        _adapters[dialect] = cls()
+    return _adapters[dialect]
+
+
+def _env_first(env: Mapping[str, str], names: list[str]) -> str | None:
+    for n in names:
+        v = env.get(n)
+        if v:
+            return v
+    return None
+
+
+def key_env_names(preset: Preset) -> list[str]:
+    return [f"{preset.env_prefix}_API_KEY", *preset.key_envs]
+
+
+def base_url_env_names(preset: Preset) -> list[str]:
+    return [f"{preset.env_prefix}_BASE_URL", *preset.base_url_envs]
+
+
+def auth_headers(preset: Preset, api_key: str | None) -> dict[str, str]:
+    if not api_key or preset.auth == "none":
+        return {}
+    if preset.auth == "bearer":
+        return {"Authorization": f"Bearer {api_key}"}
+    if preset.auth == "api-key":
+        return {"api-key": api_key}
+    if preset.auth == "x-api-key":
+        return {"x-api-key": api_key}
+    return {}
+
+
+def _normalise_base_url(preset: Preset, url: str) -> str:
+    url = url.rstrip("/")
+    if preset.id == "ollama" and not url.endswith("/v1") and "://" in url:
+        url += "/v1"  # OLLAMA_HOST is the server root; its OpenAI layer lives under /v1
+    elif preset.id == "ollama" and "://" not in url:
+        url = f"http://{url}/v1"
+    return url
+
+
+def build_providers(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, Provider]:
+    """Providers from the config file, plus every preset whose key (or, for self-hosted servers,
+    base URL) is in the environment, read the way the vendor's own SDK reads it."""
+    env = os.environ if env is None else env
+    out: dict[str, Provider] = {}
+    for pid, preset in PRESETS.items():
+        if pid in cfg.providers:
+            continue
+        key = _env_first(env, key_env_names(preset))
+        base = _env_first(env, base_url_env_names(preset))
+        if key or (preset.keyless and base):
+            out[pid] = _make(pid, preset, ProviderConfig(), key, base, cfg)
+    for pid, pc in cfg.providers.items():
+        if not pc.enabled:
+            continue
+        preset = PRESETS[pc.preset or pid]
+        key = pc.api_key or _env_first(env, key_env_names(preset))
+        base = pc.base_url or _env_first(env, base_url_env_names(preset))
+        out[pid] = _make(pid, preset, pc, key, base, cfg)
+    return out
+
+
+def _make(pid: str, preset: Preset, pc: ProviderConfig, key: str | None, base: str | None, cfg: Config) -> Provider:
+    headers = {"Content-Type": "application/json", **dict(preset.extra_headers), **auth_headers(preset, key), **pc.headers}
+    return Provider(
+        id=pid,
+        preset=preset,
+        base_url=_normalise_base_url(preset, base or preset.base_url),
+        api_key=key,
+        headers=headers,
+        timeouts=pc.timeouts or cfg.timeouts,
+        options=dict(pc.options),
+    )

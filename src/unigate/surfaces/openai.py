@@ -1,0 +1,110 @@
+"""The OpenAI-compatible surface: routes under /v1 and how errors look on it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from unigate.errors import GatewayError, MethodNotAllowed, ModelNotFound, NotFound
+from unigate.pipeline import Gateway
+
+log = logging.getLogger("unigate.http")
+
+_RID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STARTED = int(time.time())
+
+Endpoint = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+
+
+def request_id(request: web.Request) -> str:
+    rid = request.headers.get("x-request-id")
+    if rid and _RID_OK.match(rid):
+        return rid
+    return "req_" + os.urandom(12).hex()
+
+
+def error_response(e: GatewayError, rid: str) -> web.Response:
+    return web.Response(
+        body=e.json(), status=e.http_status, content_type="application/json", headers={"x-request-id": rid, **e.headers()}
+    )
+
+
+def internal_error(rid: str) -> web.Response:
+    body = {"error": {"message": f"Internal error in the gateway (request {rid}); the operator's log has the details.",
+                      "type": "server_error", "param": None, "code": "internal_error"}}
+    return web.Response(body=orjson.dumps(body), status=500, content_type="application/json", headers={"x-request-id": rid})
+
+
+def guarded(fn: Endpoint, render: Callable[[GatewayError, str], web.Response] = error_response) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wraps a handler: request id in, every failure out as the surface's error envelope, never a
+    stack trace. (A wrapper, not middleware: it costs one call per request.)"""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        rid = request_id(request)
+        try:
+            return await fn(request, rid)
+        except GatewayError as e:
+            return render(e, rid)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled error in request %s %s (%s)", request.method, request.path, rid)
+            return internal_error(rid)
+
+    return handler
+
+
+def model_object(model_id: str, owned_by: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": _STARTED, "owned_by": owned_by, **(extra or {})}
+
+
+class OpenAISurface:
+    def __init__(self, gw: Gateway, list_models: Callable[[], list[dict[str, Any]]]) -> None:
+        self.gw = gw
+        self.list_models = list_models
+
+    def routes(self) -> list[web.RouteDef]:
+        gw = self.gw
+        return [
+            web.post("/v1/chat/completions", guarded(gw.chat_completions)),
+            web.post("/chat/completions", guarded(gw.chat_completions)),
+            web.post("/v1/completions", guarded(gw.completions)),
+            web.post("/v1/embeddings", guarded(gw.embeddings)),
+            web.post("/embeddings", guarded(gw.embeddings)),
+            web.get("/v1/models", guarded(self.models)),
+            web.get("/models", guarded(self.models)),
+            web.get("/v1/models/{model_id:.+}", guarded(self.model)),
+        ]
+
+    async def models(self, request: web.Request, rid: str) -> web.Response:
+        self.gw.auth.authenticate(request.headers)
+        body = {"object": "list", "data": self.list_models()}
+        return web.Response(body=orjson.dumps(body), content_type="application/json", headers={"x-request-id": rid})
+
+    async def model(self, request: web.Request, rid: str) -> web.Response:
+        self.gw.auth.authenticate(request.headers)
+        mid = request.match_info["model_id"]
+        for m in self.list_models():
+            if m["id"] == mid:
+                return web.Response(body=orjson.dumps(m), content_type="application/json", headers={"x-request-id": rid})
+        deps = self.gw.router.resolve(mid)  # a direct provider/model id that is routable but not listed
+        obj = model_object(mid, deps[0].provider.id)
+        return web.Response(body=orjson.dumps(obj), content_type="application/json", headers={"x-request-id": rid})
+
+
+def fallback_handler(known_paths: set[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def not_found(request: web.Request, rid: str) -> web.StreamResponse:
+        if request.path in known_paths:
+            raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}.")
+        raise NotFound(f"Unknown path {request.path}. The OpenAI-compatible API is under /v1.")
+
+    return guarded(not_found)
+
+
+__all__ = ["OpenAISurface", "guarded", "error_response", "fallback_handler", "ModelNotFound", "model_object"]

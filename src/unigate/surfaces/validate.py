@@ -1,0 +1,185 @@
+"""Validation of OpenAI-surface request bodies: parse once, check what the gateway and any
+upstream rely on, and answer bad input with a 400 that names the parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from unigate.errors import InvalidRequest
+
+JSON = dict[str, Any]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def parse_json_object(raw: bytes) -> JSON:
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"The request body must be a JSON object, got {_tname(body)}.")
+    return body
+
+
+def _tname(v: Any) -> str:
+    if v is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _bad_type(param: str, expected: str, v: Any) -> InvalidRequest:
+    return InvalidRequest(f"Invalid type for '{param}': expected {expected}, but got {_tname(v)}.", param=param, code="invalid_type")
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) is int or type(v) is float
+
+
+def require_model(body: JSON) -> str:
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    if not isinstance(model, str) or not model:
+        raise _bad_type("model", "a non-empty string", model)
+    return model
+
+
+def _check_optional(body: JSON) -> None:
+    # (param, predicate, expected, (min, max) or None)
+    for name, pred, expected, rng in _OPTIONAL:
+        v = body.get(name)
+        if v is None:
+            continue
+        if not pred(v):
+            raise _bad_type(name, expected, v)
+        if rng is not None and not (rng[0] <= v <= rng[1]):
+            raise InvalidRequest(
+                f"Invalid value for '{name}': {v} is outside the range [{rng[0]}, {rng[1]}].",
+                param=name,
+                code="invalid_value",
+            )
+
+
+_OPTIONAL: list[tuple[str, Any, str, tuple[float, float] | None]] = [
+    ("stream", lambda v: type(v) is bool, "a boolean", None),
+    ("n", _is_int, "an integer", (1, 128)),
+    ("max_tokens", _is_int, "an integer", (0, 10_000_000)),
+    ("max_completion_tokens", _is_int, "an integer", (0, 10_000_000)),
+    ("temperature", _is_num, "a number", (0, 2)),
+    ("top_p", _is_num, "a number", (0, 1)),
+    ("presence_penalty", _is_num, "a number", (-2, 2)),
+    ("frequency_penalty", _is_num, "a number", (-2, 2)),
+    ("seed", _is_int, "an integer", None),
+    ("logprobs", lambda v: type(v) is bool, "a boolean", None),
+    ("top_logprobs", _is_int, "an integer", (0, 20)),
+    ("user", lambda v: isinstance(v, str), "a string", None),
+    ("tools", lambda v: isinstance(v, list), "an array", None),
+    ("stream_options", lambda v: isinstance(v, dict), "an object", None),
+    ("response_format", lambda v: isinstance(v, dict), "an object", None),
+    ("logit_bias", lambda v: isinstance(v, dict), "an object", None),
+    ("metadata", lambda v: isinstance(v, dict), "an object", None),
+    ("parallel_tool_calls", lambda v: type(v) is bool, "a boolean", None),
+]
+
+
+def validate_chat(body: JSON) -> None:
+    require_model(body)
+    msgs = body.get("messages")
+    if msgs is None:
+        raise InvalidRequest("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
+    if not isinstance(msgs, list):
+        raise _bad_type("messages", "an array", msgs)
+    if not msgs:
+        raise InvalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1.", param="messages", code="empty_array")
+    for i, m in enumerate(msgs):
+        p = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise _bad_type(p, "an object", m)
+        role = m.get("role")
+        if role is None:
+            raise InvalidRequest(f"Missing required parameter: '{p}.role'.", param=f"{p}.role", code="missing_required_parameter")
+        if role not in ROLES:
+            raise InvalidRequest(
+                f"Invalid value for '{p}.role': {role!r}. Supported values are: {', '.join(sorted(ROLES))}.",
+                param=f"{p}.role",
+                code="invalid_value",
+            )
+        content = m.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise _bad_type(f"{p}.content", "a string or an array of content parts", content)
+        if content is None and role in ("user", "system", "developer", "tool") :
+            raise InvalidRequest(f"Missing required parameter: '{p}.content'.", param=f"{p}.content", code="missing_required_parameter")
+        if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise InvalidRequest(f"Missing required parameter: '{p}.tool_call_id'.", param=f"{p}.tool_call_id", code="missing_required_parameter")
+    _check_optional(body)
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise _bad_type("stop", "a string or an array of strings", stop)
+    if isinstance(stop, list) and len(stop) > 4:
+        raise InvalidRequest("Invalid 'stop': at most 4 stop sequences are allowed.", param="stop", code="invalid_value")
+    for i, t in enumerate(body.get("tools") or ()):
+        if not isinstance(t, dict) or not isinstance(t.get("type"), str):
+            raise InvalidRequest(f"Invalid 'tools[{i}]': expected an object with a 'type'.", param=f"tools[{i}]")
+        if t["type"] == "function":
+            fn = t.get("function")
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise InvalidRequest(f"Missing required parameter: 'tools[{i}].function.name'.", param=f"tools[{i}].function.name", code="missing_required_parameter")
+    rf = body.get("response_format")
+    if rf is not None and rf.get("type") not in ("text", "json_object", "json_schema"):
+        raise InvalidRequest(
+            "Invalid 'response_format.type': expected 'text', 'json_object' or 'json_schema'.",
+            param="response_format.type",
+            code="invalid_value",
+        )
+    if rf is not None and rf.get("type") == "json_schema" and not isinstance(rf.get("json_schema"), dict):
+        raise InvalidRequest("Missing required parameter: 'response_format.json_schema'.", param="response_format.json_schema", code="missing_required_parameter")
+
+
+def validate_embeddings(body: JSON) -> None:
+    require_model(body)
+    inp = body.get("input")
+    if inp is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+    if isinstance(inp, str):
+        return
+    if not isinstance(inp, list) or not inp:
+        raise InvalidRequest("Invalid 'input': expected a string or a non-empty array.", param="input", code="invalid_value")
+    ok = (
+        all(isinstance(x, str) for x in inp)
+        or all(_is_int(x) for x in inp)
+        or all(isinstance(x, list) and all(_is_int(y) for y in x) for x in inp)
+    )
+    if not ok:
+        raise InvalidRequest(
+            "Invalid 'input': expected a string, an array of strings, or arrays of token ids.", param="input", code="invalid_value"
+        )
+    if body.get("encoding_format") not in (None, "float", "base64"):
+        raise InvalidRequest("Invalid 'encoding_format': expected 'float' or 'base64'.", param="encoding_format", code="invalid_value")
+
+
+def validate_completions(body: JSON) -> None:
+    require_model(body)
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
+    if not isinstance(prompt, (str, list)):
+        raise _bad_type("prompt", "a string or an array", prompt)
+    _check_optional(body)
+
+
+def wants_usage(body: JSON) -> bool:
+    opts = body.get("stream_options")
+    return isinstance(opts, dict) and bool(opts.get("include_usage"))

@@ -1,0 +1,74 @@
+"""Shared fixtures: real fake upstreams and a real gateway, both on 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from unigate.app import create_app
+from unigate.config import Config, parse_config
+from tests.fakes.openai import FakeOpenAI
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+class RunningGateway:
+    def __init__(self, runner: web.AppRunner, port: int, app: web.Application) -> None:
+        self.runner, self.port, self.app = runner, port, app
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway(self) -> Any:
+        from unigate.app import GATEWAY_KEY
+
+        return self.app[GATEWAY_KEY]
+
+
+GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest_asyncio.fixture
+async def start_gateway() -> AsyncIterator[GatewayFactory]:
+    """start_gateway(config_dict, env={...}) -> a gateway serving on a free port."""
+    runners: list[web.AppRunner] = []
+
+    async def start(config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> RunningGateway:
+        env = {"UNIGATE_LOCAL": "off", **(env or {})}
+        cfg: Config = parse_config(config or {}, where="<test>", env=env)
+        from unigate.config import _apply_env
+
+        cfg = _apply_env(cfg, env)
+        app = create_app(cfg, env)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return RunningGateway(runner, port, app)
+
+    yield start
+    for r in runners:
+        await r.cleanup()
+
+
+@pytest_asyncio.fixture
+async def openai_fake() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def gw_openai(start_gateway: GatewayFactory, openai_fake: FakeOpenAI) -> RunningGateway:
+    """A gateway with a master key and the fake as its zero-config OpenAI upstream."""
+    return await start_gateway(env={"OPENAI_API_KEY": "sk-upstream-test", "OPENAI_BASE_URL": openai_fake.url + "/v1",
+                                    "UNIGATE_MASTER_KEY": "sk-master-test"})
