@@ -79,6 +79,8 @@ class Gateway:
                               deployment=dep.id, provider=dep.provider.id, stream=stream)
             t0 = time.perf_counter()
             try:
+                if dep.adapter.in_process:
+                    return await self._call_in_process(request, rid, body, dep, rec, endpoint, stream)
                 if stream:
                     return await self._call_stream(request, rid, body, dep, rec, endpoint)
                 return await self._call_json(rid, body, dep, rec, endpoint)
@@ -160,6 +162,47 @@ class Gateway:
             await resp.write_eof()
         except _CLIENT_GONE:
             rec.client_disconnected = True
+        return resp
+
+    async def _call_in_process(self, request: web.Request, rid: str, body: JSON, dep: Deployment,
+                               rec: UsageRecord, endpoint: str, stream: bool) -> web.StreamResponse:
+        engine: Any = dep.adapter
+        headers = {"x-request-id": rid, "x-unigate-deployment": dep.public_id}
+        if endpoint == "completions":
+            engine.completions_request(body, dep, stream=stream)  # raises UnsupportedFeature
+        if not stream:
+            obj = await (engine.embeddings(body, dep) if endpoint == "embeddings" else engine.chat(body, dep))
+            rec.status = 200
+            rec.set_usage(obj.get("usage"))
+            return web.Response(body=orjson.dumps(obj), content_type=JSON_CT, headers=headers)
+        it = engine.chat_stream_iter(body, dep)
+        t0 = time.perf_counter()
+        try:
+            first = await it.__anext__()  # errors before the first chunk can still fall back
+        except StopAsyncIteration:
+            first = None
+        resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+        await resp.prepare(request)
+        rec.status = 200
+        rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+        last = first
+        try:
+            if first is not None:
+                await resp.write(sse.encode(first))
+                async for chunk in it:
+                    last = chunk
+                    await resp.write(sse.encode(chunk))
+            rec.set_usage(it.usage)
+            if validate.wants_usage(body) and it.usage is not None:
+                await resp.write(sse.encode(_usage_chunk(last, it.usage)))
+            await resp.write(sse.DONE)
+            await resp.write_eof()
+        except _CLIENT_GONE:
+            rec.client_disconnected = True
+        except GatewayError as e:
+            await _write_stream_error(resp, e, rec)
+        finally:
+            await it.aclose()
         return resp
 
     async def read_json(self, request: web.Request) -> JSON:

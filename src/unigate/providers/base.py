@@ -80,6 +80,8 @@ class Adapter(Protocol):
     dialect: ClassVar[str]
     #: true when the native format is the canonical one and bodies can be relayed untouched.
     passthrough: ClassVar[bool]
+    #: true for engines inside the gateway (see InProcessAdapter); false for HTTP upstreams.
+    in_process: ClassVar[bool]
 
     def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
 
@@ -96,11 +98,38 @@ class Adapter(Protocol):
     def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
 
 
+class InProcessStream(Protocol):
+    """Canonical chunks from an engine running inside the gateway (the local model)."""
+
+    usage: JSON | None
+
+    def __aiter__(self) -> "InProcessStream": ...
+
+    async def __anext__(self) -> JSON: ...
+
+    async def aclose(self) -> None:
+        """The client left: stop generating and release the engine."""
+        ...
+
+
+class InProcessAdapter(Protocol):
+    """A dialect with no HTTP upstream (`in_process = True`): the pipeline calls it directly."""
+
+    in_process: ClassVar[bool]
+
+    async def chat(self, body: JSON, dep: Deployment) -> JSON: ...
+
+    def chat_stream_iter(self, body: JSON, dep: Deployment) -> InProcessStream: ...
+
+    async def embeddings(self, body: JSON, dep: Deployment) -> JSON: ...
+
+
 class AdapterBase:
     """Defaults for the optional parts of the contract: say clearly what is not supported."""
 
     dialect: ClassVar[str] = "base"
     passthrough: ClassVar[bool] = False
+    in_process: ClassVar[bool] = False
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
         raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")

@@ -18,7 +18,8 @@ class Preset:
     #: extra env names the vendor's own SDK reads, after `<ID>_API_KEY`.
     key_envs: tuple[str, ...] = ()
     base_url_envs: tuple[str, ...] = ()
-    #: "bearer" (Authorization: Bearer), "api-key" (Azure), "x-api-key", "none"
+    #: "bearer" (Authorization: Bearer <key>), "header:<name>" (<name>: <key>), "sigv4" (the
+    #: dialect signs each request), "none"
     auth: str = "bearer"
     #: self-hosted servers run without a key; an empty key is fine for them.
     keyless: bool = False
@@ -66,6 +67,20 @@ PRESETS: dict[str, Preset] = {
         Preset("huggingface", "https://router.huggingface.co/v1", "Hugging Face Inference Providers", key_envs=("HF_TOKEN",), renames=_MAXTOK),
         Preset("gemini_openai", "https://generativelanguage.googleapis.com/v1beta/openai", "Google Gemini (OpenAI endpoint)"),
         Preset("github", "https://models.inference.ai.azure.com", "GitHub Models", key_envs=("GITHUB_TOKEN",)),
+        # Native dialects: one module each under providers/, registered in registry.DIALECTS.
+        Preset("anthropic", "https://api.anthropic.com", "Anthropic", dialect="anthropic", auth="header:x-api-key",
+               docs="https://docs.anthropic.com/en/api/messages"),
+        Preset("gemini", "https://generativelanguage.googleapis.com", "Google Gemini", dialect="gemini",
+               key_envs=("GOOGLE_API_KEY",), auth="header:x-goog-api-key",
+               docs="https://ai.google.dev/api/generate-content"),
+        Preset("bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com", "AWS Bedrock", dialect="bedrock",
+               key_envs=("AWS_ACCESS_KEY_ID",), auth="sigv4",
+               docs="https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html"),
+        Preset("cohere", "https://api.cohere.com", "Cohere", dialect="cohere", key_envs=("CO_API_KEY",),
+               docs="https://docs.cohere.com/reference/chat"),
+        Preset("azure", "https://example-resource.openai.azure.com", "Azure OpenAI", dialect="azure",
+               key_envs=("AZURE_OPENAI_API_KEY",), base_url_envs=("AZURE_OPENAI_ENDPOINT",), auth="header:api-key",
+               docs="https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference"),
         # Self-hosted servers: keyless by default, on their usual local ports.
         Preset("ollama", "http://localhost:11434/v1", "Ollama", keyless=True, key_envs=(), base_url_envs=("OLLAMA_HOST",), renames=_MAXTOK, drop=("logit_bias", "n", "user", "logprobs", "top_logprobs")),
         Preset("vllm", "http://localhost:8000/v1", "vLLM", keyless=True, renames=_MAXTOK),

@@ -14,6 +14,12 @@ from unigate.providers.presets import PRESETS, Preset
 #: dialect name -> "module:Class"; a native provider adds one line here.
 DIALECTS: dict[str, str] = {
     "openai": "unigate.providers.openai_compat:OpenAICompatAdapter",
+    "anthropic": "unigate.providers.anthropic:AnthropicAdapter",
+    "gemini": "unigate.providers.gemini:GeminiAdapter",
+    "bedrock": "unigate.providers.bedrock:BedrockAdapter",
+    "cohere": "unigate.providers.cohere:CohereAdapter",
+    "azure": "unigate.providers.azure:AzureOpenAIAdapter",
+    "local": "unigate.providers.local:LocalAdapter",
 }
 
 _adapters: dict[str, Adapter] = {}
@@ -48,11 +54,9 @@ def auth_headers(preset: Preset, api_key: str | None) -> dict[str, str]:
         return {}
     if preset.auth == "bearer":
         return {"Authorization": f"Bearer {api_key}"}
-    if preset.auth == "api-key":
-        return {"api-key": api_key}
-    if preset.auth == "x-api-key":
-        return {"x-api-key": api_key}
-    return {}
+    if preset.auth.startswith("header:"):
+        return {preset.auth[7:]: api_key}
+    return {}  # sigv4: the dialect signs every request itself
 
 
 def _normalise_base_url(preset: Preset, url: str) -> str:
