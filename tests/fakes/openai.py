@@ -7,6 +7,7 @@ Completions wire format. Behaviour is chosen by the model name:
     slow-<ms>         waits that long before answering
     ragged            SSE with CRLF line endings, ':' comments, events split mid-line
     drop              stream that breaks off after two chunks
+    trickle           stream whose chunks come 200 ms apart
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class FakeOpenAI(FakeUpstream):
         else:
             for ev in events:
                 await resp.write(b"data: " + orjson.dumps(ev) + b"\n\n")
+                if model == "trickle":
+                    await asyncio.sleep(0.2)
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
