@@ -144,10 +144,12 @@ class Gateway:
             rec.status = 200
             try:
                 if dep.adapter.passthrough:
-                    await _relay_openai_stream(up, resp, want_usage, rec, t0)
+                    saw_done = await _relay_openai_stream(up, resp, want_usage, rec, t0)
                 else:
                     await _translate_stream(up, resp, dep.adapter.chat_stream(body, dep), want_usage, rec, t0)
-                await resp.write(sse.DONE)
+                    saw_done = False
+                if not saw_done:
+                    await resp.write(sse.DONE)
             except _CLIENT_GONE:
                 rec.client_disconnected = True
                 return resp
@@ -226,11 +228,13 @@ def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:
     return h
 
 
-async def _relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool, rec: UsageRecord, t0: float) -> None:
+async def _relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool, rec: UsageRecord, t0: float) -> bool:
     """Relay an OpenAI-format stream as it arrives, whole events at a time. Only an event
     carrying a usage object is parsed: its numbers are recorded, and the usage-only chunk the
-    gateway asked for on the client's behalf is dropped unless the client asked for it too."""
+    gateway asked for on the client's behalf is dropped unless the client asked for it too.
+    Returns whether the upstream ended with `data: [DONE]`."""
     tail = b""
+    complete = b""
     first = True
     async for data in up.content.iter_any():
         if first:
@@ -249,25 +253,40 @@ async def _relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespo
         if complete:
             await resp.write(complete)
     if tail.strip():
-        await resp.write(tail if tail.endswith(b"\n\n") else tail + b"\n\n")
+        complete = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
+        await resp.write(complete)
+    return complete.endswith(b"[DONE]\n\n")
 
 
 def _handle_usage(block: bytes, want_usage: bool, rec: UsageRecord) -> bytes:
-    out = []
-    for event in block.split(b"\n\n"):
-        if USAGE_MARK in event:
-            payload = event[event.find(b"data:") + 5 :].strip() if b"data:" in event else b""
-            try:
-                obj = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                obj = None
-            if isinstance(obj, dict):
-                rec.set_usage(obj.get("usage"))
-                if not want_usage and not obj.get("choices"):
-                    continue
-        if event:
+    """Find the event(s) holding a usage object in a block of whole events; record the usage and
+    drop a usage-only event the client did not ask for. Only those events are touched."""
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        i = block.find(USAGE_MARK, pos)
+        if i < 0:
+            break
+        start = block.rfind(b"\n\n", pos, i)
+        start = pos if start < 0 else start + 2
+        end = block.find(b"\n\n", i)
+        end = len(block) if end < 0 else end + 2
+        event = block[start:end]
+        keep = True
+        d = event.find(b"data:")
+        try:
+            obj = orjson.loads(event[d + 5 :]) if d >= 0 else None
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            rec.set_usage(obj.get("usage"))
+            keep = want_usage or bool(obj.get("choices"))
+        out.append(block[pos:start])
+        if keep:
             out.append(event)
-    return b"\n\n".join(out) + b"\n\n" if out else b""
+        pos = end
+    out.append(block[pos:])
+    return b"".join(out)
 
 
 async def _translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any, want_usage: bool, rec: UsageRecord, t0: float) -> None:

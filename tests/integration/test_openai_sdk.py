@@ -118,3 +118,18 @@ async def test_alias_falls_back_to_next_deployment(start_gateway, openai_fake: F
     r = await c.chat.completions.create(model="resilient", messages=MSGS)
     assert r.choices[0].message.content == "Hello from backup!"
     assert [q.json["model"] for q in openai_fake.requests] == ["error-503", "backup"]
+
+
+async def test_raw_stream_has_exactly_one_done_and_whole_events(gw_openai: RunningGateway) -> None:
+    import aiohttp
+
+    for model in ("openai/gpt-4o-mini", "openai/ragged"):
+        async with aiohttp.ClientSession() as s:
+            async with s.post(gw_openai.url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-master-test"},
+                              json={"model": model, "messages": MSGS, "stream": True}) as r:
+                assert r.headers["Content-Type"].startswith("text/event-stream")
+                raw = await r.read()
+        assert raw.count(b"data: [DONE]") == 1 and raw.endswith(b"data: [DONE]\n\n")
+        events = [e for e in raw.split(b"\n\n") if e.strip()]
+        assert all(e.startswith(b"data: ") or e.startswith(b":") for e in events)
+        assert b'"choices":[]' not in raw  # the usage chunk the gateway asked for stays hidden

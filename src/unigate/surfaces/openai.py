@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -22,11 +23,26 @@ _STARTED = int(time.time())
 Endpoint = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
+class _Ids:
+    """Request ids: a random per-process prefix and a counter (no syscall per request). The
+    prefix is drawn lazily so that forked workers each get their own."""
+
+    pid = -1
+    prefix = ""
+    counter = itertools.count(1)
+
+
+def _new_id() -> str:
+    if _Ids.pid != os.getpid():
+        _Ids.pid, _Ids.prefix, _Ids.counter = os.getpid(), "req_" + os.urandom(8).hex(), itertools.count(1)
+    return f"{_Ids.prefix}{next(_Ids.counter):08x}"
+
+
 def request_id(request: web.Request) -> str:
     rid = request.headers.get("x-request-id")
     if rid and _RID_OK.match(rid):
         return rid
-    return "req_" + os.urandom(12).hex()
+    return _new_id()
 
 
 def error_response(e: GatewayError, rid: str) -> web.Response:
