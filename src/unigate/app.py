@@ -67,7 +67,16 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None) -> web.Applica
         body = {"status": "ready" if ready["ok"] else "starting", "providers": sorted(gw.router.providers)}
         return web.Response(body=orjson.dumps(body), status=200 if ready["ok"] else 503, content_type="application/json")
 
-    app.add_routes([web.get("/health/live", live), web.get("/health/ready", readyz), web.get("/health", live)])
+    from unigate.telemetry.metrics import Metrics
+
+    metrics = Metrics(gw.ledger)
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        await gw.ledger.flush()  # a scrape sees every call finished so far
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    app.add_routes([web.get("/health/live", live), web.get("/health/ready", readyz), web.get("/health", live),
+                    web.get("/metrics", metrics_handler)])
     known = {r.path for r in routes if isinstance(r, web.RouteDef)}
     app.router.add_route("*", "/{tail:.*}", fallback_handler(known))
 

@@ -1,0 +1,42 @@
+"""/metrics exports what the ledger recorded: requests, tokens, latency, disconnects."""
+
+from __future__ import annotations
+
+import aiohttp
+import openai
+
+from tests.conftest import RunningGateway
+
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+async def scrape(gw: RunningGateway) -> str:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gw.url + "/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+            return await r.text()
+
+
+def value(text: str, prefix: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no series {prefix!r} in:\n{text}")
+
+
+async def test_metrics_count_requests_tokens_and_errors(gw_openai: RunningGateway) -> None:
+    c = openai.AsyncOpenAI(base_url=gw_openai.url + "/v1", api_key="sk-master-test", max_retries=0)
+    await c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
+    s = await c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS, stream=True)  # type: ignore[arg-type]
+    _ = [ch async for ch in s]
+    try:
+        await c.chat.completions.create(model="openai/error-500", messages=MSGS)  # type: ignore[arg-type]
+    except openai.APIStatusError:
+        pass
+    text = await scrape(gw_openai)
+    ok = 'unigate_requests_total{endpoint="chat",model="openai/gpt-4o-mini",provider="openai",status="200"}'
+    assert value(text, ok) == 2
+    assert value(text, 'unigate_requests_total{endpoint="chat",model="openai/error-500",provider="openai",status="502"}') == 1
+    assert value(text, 'unigate_tokens_total{kind="prompt",model="openai/gpt-4o-mini",provider="openai"}') == 24
+    assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="true"}') == 1
+    assert value(text, 'unigate_time_to_first_byte_seconds_count{provider="openai"}') == 1
