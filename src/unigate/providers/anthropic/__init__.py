@@ -1,0 +1,54 @@
+"""The Anthropic Messages dialect (`POST /v1/messages`): canonical OpenAI chat bodies translated
+to Anthropic's wire format and back. Translation lives in request.py / content.py (inbound),
+response.py (answers, usage, errors) and stream.py (SSE events)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Mapping
+
+import orjson
+
+from unigate.errors import UpstreamError
+from unigate.providers.anthropic.request import ANTHROPIC_VERSION, build
+from unigate.providers.anthropic.response import error_fields, to_completion, upstream_error
+from unigate.providers.anthropic.stream import AnthropicStreamDecoder
+from unigate.providers.base import JSON, AdapterBase, Deployment, Provider, UpstreamRequest
+
+__all__ = ["AnthropicAdapter", "AnthropicStreamDecoder"]
+
+
+class AnthropicAdapter(AdapterBase):
+    dialect: ClassVar[str] = "anthropic"
+
+    def __init__(self) -> None:
+        # per provider: (the provider itself, merged headers, messages URL). Keyed by id() since
+        # Provider is unhashable; holding the provider keeps that id from being reused.
+        self._per_provider: dict[int, tuple[Provider, dict[str, str], str]] = {}
+
+    def _target(self, provider: Provider) -> tuple[dict[str, str], str]:
+        hit = self._per_provider.get(id(provider))
+        if hit is None or hit[0] is not provider:
+            # anthropic-version is required on every call (Anthropic API versioning docs); a
+            # header from the provider config wins, so a newer version can be configured.
+            headers = {"anthropic-version": ANTHROPIC_VERSION, **provider.headers}
+            base = provider.base_url.rstrip("/")
+            # ANTHROPIC_BASE_URL is the host root, as in the Anthropic SDK; tolerate a trailing /v1
+            url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+            hit = (provider, headers, url)
+            self._per_provider[id(provider)] = hit
+        return hit[1], hit[2]
+
+    def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
+        out, dropped = build(body, dep.model, stream=stream)
+        headers, url = self._target(dep.provider)
+        return UpstreamRequest("POST", url, headers, orjson.dumps(out), dropped)
+
+    def chat_response(self, data: bytes, dep: Deployment) -> JSON:
+        return to_completion(data, dep.model)
+
+    def chat_stream(self, body: JSON, dep: Deployment) -> AnthropicStreamDecoder:
+        return AnthropicStreamDecoder(dep.model, dep.provider.id)
+
+    def error(self, status: int, data: bytes, headers: Mapping[str, str], dep: Deployment) -> UpstreamError:
+        etype, message = error_fields(data)
+        return upstream_error(status, etype, message, headers, dep.provider.id)
