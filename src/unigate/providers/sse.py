@@ -43,19 +43,21 @@ class SSEDecoder:
                 break
             line = buf[start:nl]
             start = nl + 1
-            self._line(line, out)
+            self.handle_line(line, out)
         self._buf = buf[start:]
         return out
 
     def close(self) -> list[SSEEvent]:
         out: list[SSEEvent] = []
         if self._buf and self._buf != b"\r":
-            self._line(self._buf, out)
+            self.handle_line(self._buf, out)
         self._buf = b""
-        self._line(b"", out)
+        self.handle_line(b"", out)
         return out
 
-    def _line(self, line: bytes, out: list[SSEEvent]) -> None:
+    def handle_line(self, line: bytes, out: list[SSEEvent]) -> None:
+        """One line without its ending. Subclasses may override it to accept what some
+        upstreams write outside the SSE grammar (Gemini's bare error JSON)."""
         if not line:
             if self._data or self._event:
                 out.append(SSEEvent(self._event or "message", "\n".join(self._data)))

@@ -1,0 +1,74 @@
+"""The Google Gemini native dialect (Developer API: generateContent / streamGenerateContent).
+
+URLs are `{base}/{api_version}/models/{model}:generateContent` and
+`...:streamGenerateContent?alt=sse`, where `base` is the host root (GEMINI_BASE_URL means what
+the google-genai SDK means by it) and the API version is configurable because SDKs moved
+between `v1beta` and `v1`. Auth is the preset's `x-goog-api-key` header.
+
+Provider options (config file `providers.<id>.options`):
+    api_version   "v1beta" (default) or "v1"
+    schema_mode   "openapi" (default): tool and response schemas rewritten onto Gemini's
+                  OpenAPI subset (`parameters` / `responseSchema`, works on every model and
+                  version); "json": sent as JSON Schema (`parametersJsonSchema` /
+                  `responseJsonSchema`, lossless, newer models on v1beta).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Mapping
+
+import orjson
+
+from unigate.errors import UpstreamError
+from unigate.providers.base import JSON, AdapterBase, Deployment, UpstreamRequest
+from unigate.providers.gemini import embeddings, request
+from unigate.providers.gemini.errors import error_from_object, error_from_response
+from unigate.providers.gemini.response import to_completion
+from unigate.providers.gemini.stream import GeminiStreamDecoder
+
+__all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
+
+
+class GeminiAdapter(AdapterBase):
+    dialect: ClassVar[str] = "gemini"
+
+    def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
+        native, dropped = request.build_body(body, dep.model, schema_mode=_option(dep, "schema_mode", "openapi"))
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return UpstreamRequest("POST", self.url(dep, action), dep.provider.headers, orjson.dumps(native), dropped)
+
+    def chat_response(self, data: bytes, dep: Deployment) -> JSON:
+        obj = orjson.loads(data)
+        if not isinstance(obj, dict):
+            raise ValueError("generateContent answer is not a JSON object")
+        if "error" in obj:
+            raise error_from_object(obj["error"], dep.provider.id)
+        return to_completion(obj, dep.model)
+
+    def chat_stream(self, body: JSON, dep: Deployment) -> GeminiStreamDecoder:
+        return GeminiStreamDecoder(dep.model, dep.provider.id)
+
+    def error(self, status: int, data: bytes, headers: Mapping[str, str], dep: Deployment) -> UpstreamError:
+        return error_from_response(status, data, headers, dep.provider.id)
+
+    def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
+        native, dropped = embeddings.build_body(body, _model_path(dep.model))
+        return UpstreamRequest("POST", self.url(dep, "batchEmbedContents"), dep.provider.headers,
+                               orjson.dumps(native), dropped)
+
+    def embeddings_response(self, data: bytes, dep: Deployment) -> JSON:
+        return embeddings.to_list(data, dep.model)
+
+    def url(self, dep: Deployment, action: str) -> str:
+        version = _option(dep, "api_version", "v1beta").strip("/")
+        return f"{dep.provider.base_url}/{version}/{_model_path(dep.model)}:{action}"
+
+
+def _option(dep: Deployment, name: str, default: str) -> str:
+    v = dep.provider.options.get(name, default)
+    return v if isinstance(v, str) and v else default
+
+
+def _model_path(model: str) -> str:
+    """`models/<id>`; tuned models (`tunedModels/...`) and full names pass through."""
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
