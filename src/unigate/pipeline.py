@@ -121,8 +121,13 @@ class Gateway:
             if a.passthrough:
                 obj = orjson.loads(data)
                 out = data
+            elif endpoint == "embeddings":
+                obj = a.embeddings_response(data, dep)
+                if body.get("encoding_format") == "base64":
+                    _embeddings_to_base64(obj)
+                out = orjson.dumps(obj)
             else:
-                obj = a.embeddings_response(data, dep) if endpoint == "embeddings" else a.chat_response(data, dep)
+                obj = a.chat_response(data, dep)
                 out = orjson.dumps(obj)
         except (ValueError, KeyError, TypeError) as e:
             raise UpstreamUnavailable(f"{dep.provider.id}: unreadable upstream response ({e})", provider=dep.provider.id) from None
@@ -308,6 +313,18 @@ async def _translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse
     rec.set_usage(decoder.usage)
     if want_usage and decoder.usage is not None:
         await resp.write(sse.encode(_usage_chunk(last_chunk, decoder.usage)))
+
+
+def _embeddings_to_base64(obj: JSON) -> None:
+    """Native adapters return float lists; a client that asked for base64 gets little-endian
+    float32 bytes, base64-encoded, as OpenAI sends them."""
+    import array
+    import base64
+
+    for item in obj.get("data") or ():
+        emb = item.get("embedding")
+        if isinstance(emb, list):
+            item["embedding"] = base64.b64encode(array.array("f", emb).tobytes()).decode()
 
 
 def _usage_chunk(like: JSON | None, usage: JSON) -> JSON:

@@ -391,7 +391,11 @@ async def test_midstream_errors(gw: RunningGateway, model: str, needle: str) -> 
 
 async def test_embeddings(gw: RunningGateway, gemini_fake: FakeGemini) -> None:
     r = await client(gw).embeddings.create(model="gemini/gemini-embedding-001", input=["a", "b"], dimensions=4)
-    assert [d.index for d in r.data] == [0, 1] and r.data[1].embedding == [0.2, 0.5, 0.5, 0.5]
+    # the SDK asks for base64 by default: the gateway encodes the floats as float32, as OpenAI does
+    assert [d.index for d in r.data] == [0, 1] and r.data[1].embedding == pytest.approx([0.2, 0.5, 0.5, 0.5])
+    f = await client(gw).embeddings.create(model="gemini/gemini-embedding-001", input=["a", "b"], dimensions=4,
+                                           encoding_format="float")
+    assert f.data[1].embedding == [0.2, 0.5, 0.5, 0.5]
     sent = gemini_fake.last
     assert sent.path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
     assert sent.json == {"requests": [

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Protocol
 
+from yarl import URL
+
 from unigate.config import Timeouts
 from unigate.errors import UnsupportedFeature, UpstreamError
 from unigate.providers.presets import Preset
@@ -55,7 +57,8 @@ class Deployment:
 @dataclass(slots=True)
 class UpstreamRequest:
     method: str
-    url: str
+    #: a yarl.URL(..., encoded=True) when the path must go out byte-exact (a signed path)
+    url: "str | URL"
     headers: Mapping[str, str]
     body: bytes | None
     #: request fields the adapter dropped because this upstream cannot take them.

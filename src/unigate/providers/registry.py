@@ -79,19 +79,25 @@ def build_providers(cfg: Config, env: Mapping[str, str] | None = None) -> dict[s
         key = _env_first(env, key_env_names(preset))
         base = _env_first(env, base_url_env_names(preset))
         if key or (preset.keyless and base):
-            out[pid] = _make(pid, preset, ProviderConfig(), key, base, cfg)
+            out[pid] = _make(pid, preset, ProviderConfig(), key, base, cfg, env)
     for pid, pc in cfg.providers.items():
         if not pc.enabled:
             continue
         preset = PRESETS[pc.preset or pid]
         key = pc.api_key or _env_first(env, key_env_names(preset))
         base = pc.base_url or _env_first(env, base_url_env_names(preset))
-        out[pid] = _make(pid, preset, pc, key, base, cfg)
+        out[pid] = _make(pid, preset, pc, key, base, cfg, env)
     return out
 
 
-def _make(pid: str, preset: Preset, pc: ProviderConfig, key: str | None, base: str | None, cfg: Config) -> Provider:
+def _make(pid: str, preset: Preset, pc: ProviderConfig, key: str | None, base: str | None, cfg: Config,
+          env: Mapping[str, str]) -> Provider:
     headers = {"Content-Type": "application/json", **dict(preset.extra_headers), **auth_headers(preset, key), **pc.headers}
+    options = dict(pc.options)
+    if preset.dialect == "bedrock":
+        base = _bedrock_env(options, base, env)
+    elif preset.dialect == "azure" and not options.get("api_version") and env.get("OPENAI_API_VERSION"):
+        options["api_version"] = env["OPENAI_API_VERSION"]  # what the AzureOpenAI SDK reads
     return Provider(
         id=pid,
         preset=preset,
@@ -99,5 +105,20 @@ def _make(pid: str, preset: Preset, pc: ProviderConfig, key: str | None, base: s
         api_key=key,
         headers=headers,
         timeouts=pc.timeouts or cfg.timeouts,
-        options=dict(pc.options),
+        options=options,
     )
+
+
+def _bedrock_env(options: dict[str, object], base: str | None, env: Mapping[str, str]) -> str:
+    """Bedrock signs with SigV4, so besides the access key id (the provider's api_key) it needs
+    the secret, an optional session token and the region, read here the way the AWS SDKs read
+    them (adapters never read the environment). Config `options` win over the environment. The
+    default endpoint follows the region unless a base URL was given."""
+    if not options.get("aws_secret_access_key"):
+        if env.get("AWS_SECRET_ACCESS_KEY"):
+            options["aws_secret_access_key"] = env["AWS_SECRET_ACCESS_KEY"]
+        if env.get("AWS_SESSION_TOKEN") and not options.get("aws_session_token"):
+            options["aws_session_token"] = env["AWS_SESSION_TOKEN"]  # belongs to the env credentials only
+    region = str(options.get("region") or _env_first(env, ["AWS_REGION", "AWS_DEFAULT_REGION"]) or "us-east-1")
+    options["region"] = region
+    return base or f"https://bedrock-runtime.{region}.amazonaws.com"
