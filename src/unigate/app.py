@@ -3,6 +3,7 @@ owns start-up and shutdown of the shared resources (upstream connection pool, le
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any, Mapping
@@ -38,15 +39,26 @@ def build_gateway(cfg: Config, env: Mapping[str, str] | None = None) -> Gateway:
 
 
 def list_models(gw: Gateway) -> list[dict[str, Any]]:
+    """Configured names and local models first, then the catalog entries of every configured
+    provider (a provider under its own preset's id; a renamed one has no catalog of its own)."""
+    from unigate import catalog
+
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
+
+    def add(mid: str, owner: str, info: Any) -> None:
+        if mid not in seen:
+            extra = {k: v for k, v in info.to_dict().items() if k not in ("id", "provider")} if info else None
+            out.append(model_object(mid, owner, extra))
+            seen.add(mid)
+
     for d in gw.router.direct_deployments():
-        out.append(model_object(d.public_id, d.provider.id))
-        seen.add(d.public_id)
+        add(d.public_id, d.provider.id, catalog.lookup(d.provider.preset.id, d.model))
     for name in gw.router.names():
-        if name not in seen:
-            out.append(model_object(name, "unigate"))
-            seen.add(name)
+        add(name, "unigate", None)
+    native = [pid for pid, p in gw.router.providers.items() if p.preset.id == pid]
+    for info in catalog.models_for(native):
+        add(info.id, info.provider, info)
     return out
 
 
@@ -83,6 +95,10 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None) -> web.Applica
     async def on_startup(app: web.Application) -> None:
         gw.ledger.start()
         ready["ok"] = True
+        # reading the price data takes ~0.5 s: do it off the loop so readiness is not delayed
+        from unigate import catalog
+
+        asyncio.get_running_loop().run_in_executor(None, catalog.get_catalog)
 
     async def on_shutdown(app: web.Application) -> None:
         ready["ok"] = False

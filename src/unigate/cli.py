@@ -50,12 +50,45 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """The model catalog as a table; CONFIGURED says whether this setup can reach the provider."""
     from unigate.app import build_gateway, list_models
+    from unigate.catalog import CAPABILITIES, ModelInfo, all_models, lookup
+    from unigate.providers.registry import build_providers
 
-    gw = build_gateway(_config(args))
-    rows = [("MODEL", "OWNED BY")]
-    rows += [(m["id"], m["owned_by"]) for m in list_models(gw)]
+    cfg = _config(args)
+    configured = set(build_providers(cfg))
+    if cfg.local.enabled:  # the embedded model is there unless disabled
+        configured.add("local")
+
+    def num(n: int | None) -> str:
+        return "-" if n is None else str(n)
+
+    def usd(x: float | None, tiered: bool) -> str:
+        return "-" if x is None else f"{x:.4g}" + ("+" if tiered else "")
+
+    short = {"json_schema": "json", "streaming": "stream", "embeddings": "embed", "reasoning": "reason"}
+
+    def row(name: str, m: ModelInfo | None, conf: bool) -> tuple[object, ...]:
+        if m is None:
+            return (name, "-", "-", "-", "-", "-", "yes" if conf else "-")
+        caps = [short.get(c, c) for c in CAPABILITIES if c in m.capabilities]
+        caps += [short.get(c, c) + "?" for c in CAPABILITIES if c in m.unknown]
+        return (name, num(m.context_window), num(m.max_output), usd(m.input_price, m.tiered),
+                usd(m.output_price, m.tiered), ",".join(caps) or "-", "yes" if conf else "-")
+
+    models = all_models()
+    rows: list[tuple[object, ...]] = [("MODEL", "CONTEXT", "MAX OUT", "INPUT $/M", "OUTPUT $/M", "CAPABILITIES", "CONFIGURED")]
+    rows += [row(m.id, m, m.provider in configured) for m in models]
+    # what this configuration serves beyond the catalog: aliases, groups, uncatalogued models
+    known = {m.id for m in models}
+    for served in list_models(build_gateway(cfg)):
+        if served["id"] not in known:
+            pid, _, name = served["id"].partition("/")
+            rows.append(row(served["id"], lookup(pid, name) if name else None, True))
     _table(rows)
+    print(f"\n{len(models)} catalog models from {len({m.provider for m in models})} providers. "
+          "Prices: USD per million tokens (genai-prices snapshot, else the catalog data file); "
+          "'+' = tiered or dated prices, base shown; '?' = capability unconfirmed.")
     return 0
 
 

@@ -20,6 +20,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from unigate import catalog
+from unigate.accounting import pricing
 from unigate.accounting.ledger import Ledger, UsageRecord
 from unigate.config import Config
 from unigate.errors import BodyTooLarge, GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -75,6 +77,12 @@ class Gateway:
         stream = body.get("stream") is True and endpoint != "embeddings"
         last: GatewayError | None = None
         for dep in deployments:
+            try:
+                # a deployment the catalog says cannot serve this request is skipped, not called
+                catalog.check_capabilities(body, catalog.lookup(dep.provider.preset.id, dep.model), endpoint)
+            except GatewayError as e:
+                last = last or e
+                continue
             rec = UsageRecord(request_id=rid, endpoint=endpoint, model=model, key_id=principal.key_id,
                               deployment=dep.id, provider=dep.provider.id, stream=stream)
             t0 = time.perf_counter()
@@ -93,6 +101,8 @@ class Gateway:
                             "trying the next deployment" if dep is not deployments[-1] else "no deployment left")
             finally:
                 rec.latency_ms = (time.perf_counter() - t0) * 1000
+                if rec.usage_known and not rec.priced:
+                    rec.cost_usd, rec.priced = _cost(dep, rec.usage), True
                 self.ledger.add(rec)
         assert last is not None
         raise last
@@ -131,9 +141,13 @@ class Gateway:
                 out = orjson.dumps(obj)
         except (ValueError, KeyError, TypeError) as e:
             raise UpstreamUnavailable(f"{dep.provider.id}: unreadable upstream response ({e})", provider=dep.provider.id) from None
+        headers = _headers(rid, dep, req)
         if isinstance(obj, dict):
             rec.set_usage(obj.get("usage"))
-        return web.Response(body=out, content_type=JSON_CT, headers=_headers(rid, dep, req))
+            if rec.usage_known:
+                rec.cost_usd, rec.priced = _cost(dep, rec.usage), True
+                headers["x-unigate-cost"] = "null" if rec.cost_usd is None else f"{rec.cost_usd:.10f}".rstrip("0").rstrip(".")
+        return web.Response(body=out, content_type=JSON_CT, headers=headers)
 
     async def _call_stream(self, request: web.Request, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str) -> web.StreamResponse:
         req = self._build(body, dep, endpoint, stream=True)
@@ -224,6 +238,12 @@ class Gateway:
 
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _cost(dep: Deployment, usage: JSON | None) -> float | None:
+    """USD for this call, or None when the model has no known price (never a silent $0)."""
+    override = (dep.input_price, dep.output_price) if dep.input_price is not None or dep.output_price is not None else None
+    return pricing.cost_usd(dep.provider.preset.id, dep.model, usage, override)
 
 
 def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:

@@ -34,14 +34,18 @@ class UsageRecord:
     reasoning_tokens: int = 0
     usage_known: bool = False
     cost_usd: float | None = None
+    #: cost was computed (cost_usd None then means: no known price)
+    priced: bool = False
     started: float = field(default_factory=time.time)
     latency_ms: float = 0.0
     ttfb_ms: float | None = None
     client_disconnected: bool = False
+    usage: dict[str, Any] | None = None
 
     def set_usage(self, usage: dict[str, Any] | None) -> None:
         if not usage:
             return
+        self.usage = usage
         self.usage_known = True
         self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         self.completion_tokens = int(usage.get("completion_tokens") or 0)
