@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-import pytest
 import pytest_asyncio
 from aiohttp import web
 

@@ -62,12 +62,24 @@ class DeploymentConfig(_Strict):
 
 
 class LocalModelConfig(_Strict):
+    """A GGUF file served as `local/<name>`. `chat_format` overrides the chat template stored in
+    the file (a llama-cpp-python format name, e.g. `chatml`); `embedding: true` serves it on
+    /v1/embeddings instead of chat."""
+
     name: str
     path: str
     n_ctx: int = 2048
     n_threads: int | None = None
     chat_format: str | None = None
     embedding: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip():
+            raise ValueError("`name` must be a non-empty name without surrounding spaces")
+        if self.n_ctx < 64:
+            raise ValueError(f"`n_ctx` must be at least 64, got {self.n_ctx}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"`n_threads` must be at least 1, got {self.n_threads}")
 
 
 class LocalConfig(_Strict):
@@ -78,7 +90,16 @@ class LocalConfig(_Strict):
     #: generations run one at a time per model; others wait in a queue this long.
     max_queue: int = 16
     queue_timeout: float = 30.0
+    #: llama.cpp threads per model; default: the CPUs this process may use, divided by --workers.
     n_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_queue < 0:
+            raise ValueError(f"`max_queue` must be >= 0, got {self.max_queue}")
+        if self.queue_timeout <= 0:
+            raise ValueError(f"`queue_timeout` must be > 0, got {self.queue_timeout}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"`n_threads` must be at least 1, got {self.n_threads}")
 
 
 class ServerConfig(_Strict):

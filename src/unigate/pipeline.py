@@ -24,7 +24,7 @@ from unigate import catalog
 from unigate.accounting import pricing
 from unigate.accounting.ledger import Ledger, UsageRecord
 from unigate.config import Config
-from unigate.errors import BodyTooLarge, GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from unigate.errors import BodyTooLarge, GatewayError, UpstreamTimeout, UpstreamUnavailable
 from unigate.governance.auth import Authenticator, Principal
 from unigate.providers.base import JSON, Deployment, UpstreamRequest
 from unigate.providers.transport import Transport
@@ -224,6 +224,8 @@ class Gateway:
             await _write_stream_error(resp, e, rec)
         finally:
             await it.aclose()
+            if rec.client_disconnected and it.usage:
+                rec.set_usage(it.usage)  # the partial counts of a generation the client left
         return resp
 
     async def read_json(self, request: web.Request) -> JSON:
@@ -241,7 +243,10 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
 
 
 def _cost(dep: Deployment, usage: JSON | None) -> float | None:
-    """USD for this call, or None when the model has no known price (never a silent $0)."""
+    """USD for this call, or None when the model has no known price (never a silent $0).
+    Models running inside the gateway cost nothing per token."""
+    if dep.adapter.in_process and dep.input_price is None and dep.output_price is None:
+        return 0.0
     override = (dep.input_price, dep.output_price) if dep.input_price is not None or dep.output_price is not None else None
     return pricing.cost_usd(dep.provider.preset.id, dep.model, usage, override)
 

@@ -73,6 +73,9 @@ def _run_one(cfg: Config, host: str, port: int, reuse_port: bool) -> None:
 
 
 def serve(cfg: Config, host: str, port: int, workers: int) -> int:
+    import msgspec
+
+    cfg = msgspec.structs.replace(cfg, server=msgspec.structs.replace(cfg.server, host=host, port=port, workers=workers))
     problem = check_bind(cfg, host)
     if problem:
         print(f"unigate: {problem}", file=sys.stderr)

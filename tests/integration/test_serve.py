@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import openai
-import pytest
 import pytest_asyncio
 
 from tests.fakes.openai import FakeOpenAI

@@ -81,7 +81,8 @@ class Router:
                 id=name, provider=prov, model=model, adapter=adapter_for(prov.preset.dialect), timeouts=prov.timeouts
             )
             return [dep]
-        raise ModelNotFound(_not_found_message(name, self.providers), param="model")
+        local = [d.public_id for d in self._direct.values() if d.provider.id == "local"]
+        raise ModelNotFound(_not_found_message(name, self.providers, local), param="model")
 
 
 def _weighted_order(deps: list[Deployment]) -> list[Deployment]:
@@ -89,8 +90,11 @@ def _weighted_order(deps: list[Deployment]) -> list[Deployment]:
     return [first, *(d for d in deps if d is not first)]
 
 
-def _not_found_message(name: str, providers: dict[str, Provider]) -> str:
+def _not_found_message(name: str, providers: dict[str, Provider], local_models: list[str]) -> str:
     pid, sep, _ = name.partition("/")
+    if pid == "local" and local_models:
+        return (f"The model {name!r} does not exist: the local models are {', '.join(sorted(local_models))} "
+                "(a configured GGUF whose file is missing is left out; the start-up log names it)")
     if sep and pid and pid not in providers:
         from unigate.providers.presets import PRESETS
         from unigate.providers.registry import key_env_names
