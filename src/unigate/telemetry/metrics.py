@@ -6,7 +6,8 @@ exports its own series (scrape each, or sum by instance).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections import defaultdict
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -34,27 +35,40 @@ class Metrics:
         self.disconnects = Counter("unigate_client_disconnects", "Streams the client left early", ("provider",), registry=r)
         dropped = Gauge("unigate_ledger_dropped_records", "Usage records dropped because the buffer was full", registry=r)
         dropped.set_function(lambda: ledger.dropped)
+        self._children: dict[tuple[Any, ...], Any] = {}
         ledger.add_sink(self.observe)
 
     async def observe(self, batch: list[UsageRecord]) -> None:
+        # Sum per label set first: one locked update per series and batch, not per record.
+        counts: dict[tuple[Any, ...], float] = defaultdict(float)
         for rec in batch:
-            self.requests.labels(rec.model, rec.provider, rec.endpoint, str(rec.status)).inc()
+            m, p = rec.model, rec.provider
+            counts[(self.requests, m, p, rec.endpoint, str(rec.status))] += 1
             if rec.usage_known:
                 if rec.prompt_tokens:
-                    self.tokens.labels(rec.model, rec.provider, "prompt").inc(rec.prompt_tokens)
+                    counts[(self.tokens, m, p, "prompt")] += rec.prompt_tokens
                 if rec.completion_tokens:
-                    self.tokens.labels(rec.model, rec.provider, "completion").inc(rec.completion_tokens)
+                    counts[(self.tokens, m, p, "completion")] += rec.completion_tokens
                 if rec.cached_tokens:
-                    self.tokens.labels(rec.model, rec.provider, "cached").inc(rec.cached_tokens)
+                    counts[(self.tokens, m, p, "cached")] += rec.cached_tokens
             if rec.cost_usd is not None:
-                self.cost.labels(rec.model, rec.provider).inc(rec.cost_usd)
+                counts[(self.cost, m, p)] += rec.cost_usd
             elif rec.status == 200 and rec.usage_known:
-                self.unpriced_calls.labels(rec.model, rec.provider).inc()
-            self.latency.labels(rec.provider, "true" if rec.stream else "false").observe(rec.latency_ms / 1000)
-            if rec.ttfb_ms is not None:
-                self.ttfb.labels(rec.provider).observe(rec.ttfb_ms / 1000)
+                counts[(self.unpriced_calls, m, p)] += 1
             if rec.client_disconnected:
-                self.disconnects.labels(rec.provider).inc()
+                counts[(self.disconnects, p)] += 1
+            self._child(self.latency, p, "true" if rec.stream else "false").observe(rec.latency_ms / 1000)
+            if rec.ttfb_ms is not None:
+                self._child(self.ttfb, p).observe(rec.ttfb_ms / 1000)
+        for (metric, *labels), n in counts.items():
+            self._child(metric, *labels).inc(n)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
