@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -29,12 +29,12 @@ from unigate.governance.auth import Authenticator, Principal
 from unigate.providers.base import JSON, Deployment, UpstreamRequest
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
-from unigate.providers import sse
+from unigate.egress import OPENAI, Egress, StreamEncoder
+from unigate.streams import embeddings_to_base64, relay_openai_stream, translate_stream
 from unigate.surfaces import validate
 
 log = logging.getLogger("unigate.pipeline")
 
-USAGE_MARK = b'"usage":{'
 JSON_CT = "application/json"
 _CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
 
@@ -71,7 +71,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ the request path
 
-    async def run(self, request: web.Request, rid: str, principal: Principal, body: JSON, *, endpoint: str) -> web.StreamResponse:
+    async def run(self, request: web.Request, rid: str, principal: Principal, body: JSON, *, endpoint: str,
+                  egress: Egress = OPENAI) -> web.StreamResponse:
         model: str = body["model"]
         deployments = self.router.resolve(model)
         stream = body.get("stream") is True and endpoint != "embeddings"
@@ -88,10 +89,10 @@ class Gateway:
             t0 = time.perf_counter()
             try:
                 if dep.adapter.in_process:
-                    return await self._call_in_process(request, rid, body, dep, rec, endpoint, stream)
+                    return await self._call_in_process(request, rid, body, dep, rec, endpoint, stream, egress)
                 if stream:
-                    return await self._call_stream(request, rid, body, dep, rec, endpoint)
-                return await self._call_json(rid, body, dep, rec, endpoint)
+                    return await self._call_stream(request, rid, body, dep, rec, endpoint, egress)
+                return await self._call_json(rid, body, dep, rec, endpoint, egress)
             except GatewayError as e:
                 rec.status, rec.error_code = e.http_status, e.code
                 last = e
@@ -115,7 +116,8 @@ class Gateway:
             return a.embeddings_request(body, dep)
         return a.completions_request(body, dep, stream=stream)
 
-    async def _call_json(self, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str) -> web.Response:
+    async def _call_json(self, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str,
+                         egress: Egress) -> web.Response:
         req = self._build(body, dep, endpoint, stream=False)
         async with self.transport.open(req, dep.timeouts, dep.provider.id) as up:
             try:
@@ -130,17 +132,17 @@ class Gateway:
         try:
             if a.passthrough:
                 obj = orjson.loads(data)
-                out = data
+                out = data if egress.relay_openai else b""
             elif endpoint == "embeddings":
                 obj = a.embeddings_response(data, dep)
                 if body.get("encoding_format") == "base64":
-                    _embeddings_to_base64(obj)
-                out = orjson.dumps(obj)
+                    embeddings_to_base64(obj)
             else:
                 obj = a.chat_response(data, dep)
-                out = orjson.dumps(obj)
         except (ValueError, KeyError, TypeError) as e:
             raise UpstreamUnavailable(f"{dep.provider.id}: unreadable upstream response ({e})", provider=dep.provider.id) from None
+        if not (a.passthrough and egress.relay_openai):
+            out = egress.encode_json(obj)
         headers = _headers(rid, dep, req)
         if isinstance(obj, dict):
             rec.set_usage(obj.get("usage"))
@@ -149,9 +151,10 @@ class Gateway:
                 headers["x-unigate-cost"] = "null" if rec.cost_usd is None else f"{rec.cost_usd:.10f}".rstrip("0").rstrip(".")
         return web.Response(body=out, content_type=JSON_CT, headers=headers)
 
-    async def _call_stream(self, request: web.Request, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str) -> web.StreamResponse:
+    async def _call_stream(self, request: web.Request, rid: str, body: JSON, dep: Deployment, rec: UsageRecord,
+                           endpoint: str, egress: Egress) -> web.StreamResponse:
         req = self._build(body, dep, endpoint, stream=True)
-        want_usage = validate.wants_usage(body)
+        encoder = egress.stream_encoder(body)
         t0 = time.perf_counter()
         async with self.transport.open(req, dep.timeouts, dep.provider.id) as up:
             if up.status >= 400:
@@ -162,13 +165,11 @@ class Gateway:
             await resp.prepare(request)
             rec.status = 200
             try:
-                if dep.adapter.passthrough:
-                    saw_done = await _relay_openai_stream(up, resp, want_usage, rec, t0)
+                if dep.adapter.passthrough and egress.relay_openai:
+                    if not await relay_openai_stream(up, resp, validate.wants_usage(body), rec, t0):
+                        await resp.write(encoder.finish(None))
                 else:
-                    await _translate_stream(up, resp, dep.adapter.chat_stream(body, dep), want_usage, rec, t0)
-                    saw_done = False
-                if not saw_done:
-                    await resp.write(sse.DONE)
+                    await translate_stream(up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0)
             except _CLIENT_GONE:
                 rec.client_disconnected = True
                 return resp
@@ -176,9 +177,9 @@ class Gateway:
                 err: GatewayError = (UpstreamTimeout if isinstance(e, asyncio.TimeoutError) else UpstreamUnavailable)(
                     f"{dep.provider.id}: the upstream stream broke off ({type(e).__name__})", provider=dep.provider.id
                 )
-                await _write_stream_error(resp, err, rec)
+                await _write_stream_error(resp, encoder, err, rec)
             except GatewayError as e:
-                await _write_stream_error(resp, e, rec)
+                await _write_stream_error(resp, encoder, e, rec)
         try:
             await resp.write_eof()
         except _CLIENT_GONE:
@@ -186,7 +187,7 @@ class Gateway:
         return resp
 
     async def _call_in_process(self, request: web.Request, rid: str, body: JSON, dep: Deployment,
-                               rec: UsageRecord, endpoint: str, stream: bool) -> web.StreamResponse:
+                               rec: UsageRecord, endpoint: str, stream: bool, egress: Egress) -> web.StreamResponse:
         engine: Any = dep.adapter
         headers = {"x-request-id": rid, "x-unigate-deployment": dep.public_id}
         if endpoint == "completions":
@@ -195,8 +196,9 @@ class Gateway:
             obj = await (engine.embeddings(body, dep) if endpoint == "embeddings" else engine.chat(body, dep))
             rec.status = 200
             rec.set_usage(obj.get("usage"))
-            return web.Response(body=orjson.dumps(obj), content_type=JSON_CT, headers=headers)
+            return web.Response(body=egress.encode_json(obj), content_type=JSON_CT, headers=headers)
         it = engine.chat_stream_iter(body, dep)
+        encoder = egress.stream_encoder(body)
         t0 = time.perf_counter()
         try:
             first = await it.__anext__()  # errors before the first chunk can still fall back
@@ -206,22 +208,20 @@ class Gateway:
         await resp.prepare(request)
         rec.status = 200
         rec.ttfb_ms = (time.perf_counter() - t0) * 1000
-        last = first
         try:
             if first is not None:
-                await resp.write(sse.encode(first))
+                await resp.write(encoder.chunk(first))
                 async for chunk in it:
-                    last = chunk
-                    await resp.write(sse.encode(chunk))
+                    out = encoder.chunk(chunk)
+                    if out:
+                        await resp.write(out)
             rec.set_usage(it.usage)
-            if validate.wants_usage(body) and it.usage is not None:
-                await resp.write(sse.encode(_usage_chunk(last, it.usage)))
-            await resp.write(sse.DONE)
+            await resp.write(encoder.finish(it.usage))
             await resp.write_eof()
         except _CLIENT_GONE:
             rec.client_disconnected = True
         except GatewayError as e:
-            await _write_stream_error(resp, e, rec)
+            await _write_stream_error(resp, encoder, e, rec)
         finally:
             await it.aclose()
             if rec.client_disconnected and it.usage:
@@ -258,112 +258,10 @@ def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:
     return h
 
 
-async def _relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool, rec: UsageRecord, t0: float) -> bool:
-    """Relay an OpenAI-format stream as it arrives, whole events at a time. Only an event
-    carrying a usage object is parsed: its numbers are recorded, and the usage-only chunk the
-    gateway asked for on the client's behalf is dropped unless the client asked for it too.
-    Returns whether the upstream ended with `data: [DONE]`."""
-    tail = b""
-    complete = b""
-    first = True
-    async for data in up.content.iter_any():
-        if first:
-            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
-            first = False
-        buf = tail + data if tail else data
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
-            tail = buf
-            continue
-        complete, tail = buf[: cut + 2], buf[cut + 2 :]
-        if USAGE_MARK in complete:
-            complete = _handle_usage(complete, want_usage, rec)
-        if complete:
-            await resp.write(complete)
-    if tail.strip():
-        complete = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
-        await resp.write(complete)
-    return complete.endswith(b"[DONE]\n\n")
-
-
-def _handle_usage(block: bytes, want_usage: bool, rec: UsageRecord) -> bytes:
-    """Find the event(s) holding a usage object in a block of whole events; record the usage and
-    drop a usage-only event the client did not ask for. Only those events are touched."""
-    out: list[bytes] = []
-    pos = 0
-    while True:
-        i = block.find(USAGE_MARK, pos)
-        if i < 0:
-            break
-        start = block.rfind(b"\n\n", pos, i)
-        start = pos if start < 0 else start + 2
-        end = block.find(b"\n\n", i)
-        end = len(block) if end < 0 else end + 2
-        event = block[start:end]
-        keep = True
-        d = event.find(b"data:")
-        try:
-            obj = orjson.loads(event[d + 5 :]) if d >= 0 else None
-        except orjson.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            rec.set_usage(obj.get("usage"))
-            keep = want_usage or bool(obj.get("choices"))
-        out.append(block[pos:start])
-        if keep:
-            out.append(event)
-        pos = end
-    out.append(block[pos:])
-    return b"".join(out)
-
-
-async def _translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any, want_usage: bool, rec: UsageRecord, t0: float) -> None:
-    """Native stream -> canonical chunks, one write per upstream read."""
-    first = True
-    last_chunk: JSON | None = None
-    async for data in up.content.iter_any():
-        if first:
-            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
-            first = False
-        chunks = decoder.feed(data)
-        if chunks:
-            last_chunk = chunks[-1]
-            await resp.write(b"".join(sse.encode(c) for c in chunks))
-    chunks = decoder.close()
-    if chunks:
-        last_chunk = chunks[-1]
-        await resp.write(b"".join(sse.encode(c) for c in chunks))
-    rec.set_usage(decoder.usage)
-    if want_usage and decoder.usage is not None:
-        await resp.write(sse.encode(_usage_chunk(last_chunk, decoder.usage)))
-
-
-def _embeddings_to_base64(obj: JSON) -> None:
-    """Native adapters return float lists; a client that asked for base64 gets little-endian
-    float32 bytes, base64-encoded, as OpenAI sends them."""
-    import array
-    import base64
-
-    for item in obj.get("data") or ():
-        emb = item.get("embedding")
-        if isinstance(emb, list):
-            item["embedding"] = base64.b64encode(array.array("f", emb).tobytes()).decode()
-
-
-def _usage_chunk(like: JSON | None, usage: JSON) -> JSON:
-    like = like or {}
-    return {"id": like.get("id", ""), "object": "chat.completion.chunk", "created": like.get("created", int(time.time())),
-            "model": like.get("model", ""), "choices": [], "usage": usage}
-
-
-async def _write_stream_error(resp: web.StreamResponse, err: GatewayError, rec: UsageRecord) -> None:
+async def _write_stream_error(resp: web.StreamResponse, encoder: StreamEncoder, err: GatewayError, rec: UsageRecord) -> None:
     rec.status, rec.error_code = err.http_status, err.code
     try:
-        await resp.write(sse.encode(err.body()))
+        await resp.write(encoder.error(err))
     except _CLIENT_GONE:
         rec.client_disconnected = True
 
-
-Handler = Callable[[web.Request, str], Any]

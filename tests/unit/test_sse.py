@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from unigate.accounting.ledger import UsageRecord
-from unigate.pipeline import _handle_usage
+from unigate.streams import handle_usage as _handle_usage
 from unigate.providers.sse import SSEDecoder
 
 

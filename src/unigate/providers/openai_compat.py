@@ -41,7 +41,7 @@ class OpenAICompatAdapter(AdapterBase):
         return obj
 
     def chat_stream(self, body: JSON, dep: Deployment) -> "OpenAIStreamDecoder":
-        return OpenAIStreamDecoder()
+        return OpenAIStreamDecoder(dep.provider.id)
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
         out, dropped = self._prepare(body, dep)
@@ -86,10 +86,11 @@ class OpenAICompatAdapter(AdapterBase):
 
 
 class OpenAIStreamDecoder:
-    """Parses an OpenAI SSE stream into chunk dicts; used where a stream must be read (tests,
-    the local fallback path). The pipeline's pass-through relay does not need it."""
+    """Parses an OpenAI SSE stream into chunk dicts, for surfaces that re-encode the stream
+    (the Anthropic surface); the OpenAI surface relays the bytes instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "upstream") -> None:
+        self._provider = provider
         self._sse = SSEDecoder()
         self.usage: JSON | None = None
 
@@ -105,8 +106,14 @@ class OpenAIStreamDecoder:
             if ev.data == "[DONE]":
                 continue
             obj = orjson.loads(ev.data)
+            if obj.get("error") and not obj.get("choices"):
+                # a mid-stream error event (OpenRouter and others send these after the 200)
+                message, code = error_message(ev.data.encode())
+                raise upstream_error_for_status(502, f"{self._provider}: {message}", provider=self._provider, code=code)
             if obj.get("usage"):
                 self.usage = obj["usage"]
+                if not obj.get("choices"):
+                    continue  # the usage-only chunk: the pipeline shows usage to clients that asked
             out.append(obj)
         return out
 

@@ -1,0 +1,106 @@
+"""Moving a streamed answer from an upstream to the client: the byte relay for OpenAI-format
+upstreams, and chunk-by-chunk translation for everything else."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from unigate.accounting.ledger import UsageRecord
+from unigate.egress import StreamEncoder
+
+USAGE_MARK = b'"usage":{'
+
+
+async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool,
+                              rec: UsageRecord, t0: float) -> bool:
+    """Relay an OpenAI-format stream as it arrives, whole events at a time. Only an event
+    carrying a usage object is parsed: its numbers are recorded, and the usage-only chunk the
+    gateway asked for on the client's behalf is dropped unless the client asked for it too.
+    Returns whether the upstream ended with `data: [DONE]`."""
+    tail = b""
+    complete = b""
+    first = True
+    async for data in up.content.iter_any():
+        if first:
+            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+            first = False
+        buf = tail + data if tail else data
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n")
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            tail = buf
+            continue
+        complete, tail = buf[: cut + 2], buf[cut + 2 :]
+        if USAGE_MARK in complete:
+            complete = handle_usage(complete, want_usage, rec)
+        if complete:
+            await resp.write(complete)
+    if tail.strip():
+        complete = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
+        await resp.write(complete)
+    return complete.endswith(b"[DONE]\n\n")
+
+
+def handle_usage(block: bytes, want_usage: bool, rec: UsageRecord) -> bytes:
+    """Find the event(s) holding a usage object in a block of whole events; record the usage and
+    drop a usage-only event the client did not ask for. Only those events are touched."""
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        i = block.find(USAGE_MARK, pos)
+        if i < 0:
+            break
+        start = block.rfind(b"\n\n", pos, i)
+        start = pos if start < 0 else start + 2
+        end = block.find(b"\n\n", i)
+        end = len(block) if end < 0 else end + 2
+        event = block[start:end]
+        keep = True
+        d = event.find(b"data:")
+        try:
+            obj = orjson.loads(event[d + 5 :]) if d >= 0 else None
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            rec.set_usage(obj.get("usage"))
+            keep = want_usage or bool(obj.get("choices"))
+        out.append(block[pos:start])
+        if keep:
+            out.append(event)
+        pos = end
+    out.append(block[pos:])
+    return b"".join(out)
+
+
+async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any,
+                           encoder: StreamEncoder, rec: UsageRecord, t0: float) -> None:
+    """Native stream -> canonical chunks -> the client's format, one write per upstream read."""
+    first = True
+    async for data in up.content.iter_any():
+        if first:
+            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+            first = False
+        out = b"".join(encoder.chunk(c) for c in decoder.feed(data))
+        if out:
+            await resp.write(out)
+    out = b"".join(encoder.chunk(c) for c in decoder.close())
+    rec.set_usage(decoder.usage)
+    await resp.write(out + encoder.finish(decoder.usage))
+
+
+def embeddings_to_base64(obj: dict[str, Any]) -> None:
+    """Native adapters return float lists; a client that asked for base64 gets little-endian
+    float32 bytes, base64-encoded, as OpenAI sends them."""
+    import array
+    import base64
+
+    for item in obj.get("data") or ():
+        emb = item.get("embedding")
+        if isinstance(emb, list):
+            item["embedding"] = base64.b64encode(array.array("f", emb).tobytes()).decode()
