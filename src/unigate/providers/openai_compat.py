@@ -155,8 +155,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         try:
             return float(v)
         except ValueError:
-            from email.utils import parsedate_to_datetime
             import time
+            from email.utils import parsedate_to_datetime
 
             try:
                 return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())

@@ -4,9 +4,9 @@ per-deployment timeouts, and transport failures mapped to gateway errors."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 

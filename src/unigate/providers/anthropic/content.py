@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from unigate.errors import InvalidRequest, UnsupportedFeature
+from unigate.providers.media import split_data_url
 
 JSON = dict[str, Any]
 
@@ -84,7 +85,7 @@ def user_blocks(content: Any, where: str) -> list[JSON]:
 def image_block(url: str, where: str) -> JSON:
     """An http(s) URL becomes a `url` source; a data URL a `base64` source (§8.5)."""
     if url.startswith("data:"):
-        mime, data = _data_url(url, f"{where}.image_url.url")
+        mime, data = split_data_url(url, f"{where}.image_url.url")
         if mime == "image/jpg":
             mime = "image/jpeg"  # a common misspelling the API would refuse
         if mime not in IMAGE_TYPES:
@@ -103,20 +104,10 @@ def _document(f: JSON, where: str) -> JSON:
         raise UnsupportedFeature(f"anthropic: {where} must carry file_data (uploaded file ids belong to another "
                                  "provider)", param=f"{where}.file")
     if data.startswith("data:"):
-        mime, payload = _data_url(data, f"{where}.file.file_data")
+        mime, payload = split_data_url(data, f"{where}.file.file_data")
     else:
         mime, payload = "application/pdf", data  # OpenAI also takes bare base64 for PDFs
     if mime != "application/pdf":
         raise UnsupportedFeature(f"anthropic: {where} is a file of type {mime!r}; only PDF documents are supported",
                                  param=f"{where}.file")
     return {"type": "document", "source": {"type": "base64", "media_type": mime, "data": payload}}
-
-
-def _data_url(url: str, param: str) -> tuple[str, str]:
-    """`data:<mime>[;params];base64,<payload>` -> (mime, payload)."""
-    header, sep, payload = url[5:].partition(",")
-    fields = header.split(";")
-    if not sep or "base64" not in fields[1:] or not payload:
-        raise InvalidRequest(f"Invalid '{param}': expected a base64 data URL (data:<type>;base64,<data>).",
-                             param=param, code="invalid_value")
-    return fields[0].strip().lower(), payload

@@ -14,6 +14,7 @@ from typing import Any
 
 from unigate.errors import UnsupportedFeature
 from unigate.providers.base import JSON
+from unigate.providers.media import split_data_url
 
 #: the forced tool that carries a JSON answer (response_format). Its input becomes the
 #: message text on the way back, so the name is one no client tool plausibly has.
@@ -99,14 +100,9 @@ def _document_block(file: JSON, pid: str, at: str, n: int) -> JSON:
 
 
 def _data_url(url: str, pid: str, at: str, formats: dict[str, str], wanted: str) -> tuple[str, str]:
-    header, sep, payload = url.partition(",")
-    if not sep or not header.endswith(";base64"):
-        raise UnsupportedFeature(f"{pid}: only base64 data URLs can be sent inline", param=at)
-    mime = header[5:].split(";", 1)[0].strip().lower()
+    mime, payload = split_data_url(url, at)
     fmt = formats.get(mime)
     if fmt is None:
         raise UnsupportedFeature(f"{pid}: Bedrock Converse takes {wanted}, not {mime or 'unknown type'}", param=at)
     # the blob goes into the JSON body as base64 (rest-json blobs), so the payload is reused as is
-    if any(c in payload for c in " \r\n\t"):
-        payload = "".join(payload.split())
     return fmt, payload

@@ -15,6 +15,7 @@ import orjson
 
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.gemini.schema import has_properties, json_schema, openapi_schema
+from unigate.providers.media import split_data_url
 
 JSON = dict[str, Any]
 
@@ -166,12 +167,10 @@ def _media_part(url: Any, where: str, *, default_mime: str = "image/jpeg") -> JS
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"'{where}': missing URL.", param=where)
     if url.startswith("data:"):
-        head, sep, payload = url[5:].partition(",")
-        if not sep or not head.endswith(";base64"):
-            raise InvalidRequest(f"'{where}': a data URL must be 'data:<mime>;base64,<data>'.", param=where)
-        if not payload or not _B64.fullmatch(payload[:4096]):  # a cheap check on the head of the payload
+        mime, payload = split_data_url(url, where)
+        if not _B64.fullmatch(payload[:4096]):  # a cheap check on the head of the payload
             raise InvalidRequest(f"'{where}': the data URL is not valid base64.", param=where)
-        return {"inlineData": {"mimeType": head[: -len(";base64")] or default_mime, "data": payload}}
+        return {"inlineData": {"mimeType": mime or default_mime, "data": payload}}
     if url.startswith(("http://", "https://", "gs://")):
         # Gemini fetches Files-API URIs, YouTube and (newer API versions) public HTTPS URLs itself.
         path = url.split("?", 1)[0].split("#", 1)[0]

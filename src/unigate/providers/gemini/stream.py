@@ -23,7 +23,12 @@ from unigate.errors import UpstreamUnavailable
 from unigate.providers.base import JSON, ChunkMaker
 from unigate.providers.gemini.errors import error_from_object
 from unigate.providers.gemini.response import (
-    PartReader, blocked_message, completion_id, finish_reason, logprobs_from, usage_from,
+    PartReader,
+    blocked_message,
+    completion_id,
+    finish_reason,
+    logprobs_from,
+    usage_from,
 )
 from unigate.providers.sse import SSEDecoder, SSEEvent
 
