@@ -19,6 +19,7 @@ from unigate.providers.base import Deployment
 from unigate.providers.registry import build_providers
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
+from unigate.surfaces.anthropic import AnthropicSurface
 from unigate.surfaces.openai import OpenAISurface, fallback_handler, model_object
 
 log = logging.getLogger("unigate")
@@ -68,6 +69,7 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None) -> web.Applica
     app[GATEWAY_KEY] = gw
     surface = OpenAISurface(gw, lambda: list_models(gw))
     routes = surface.routes()
+    routes += AnthropicSurface(gw).routes()
     app.add_routes(routes)
 
     ready = {"ok": False}
