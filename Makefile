@@ -23,8 +23,9 @@ run: install
 test: install-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+## load benchmark against mock upstreams (needs nginx and wrk: apt-get install -y nginx wrk)
 bench: install
-	bash bench/run.sh
+	$(PY) bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

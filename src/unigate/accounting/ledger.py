@@ -63,12 +63,15 @@ Sink = Callable[[list[UsageRecord]], Awaitable[None]]
 
 
 class Ledger:
-    def __init__(self, max_buffer: int = 100_000, flush_interval: float = 1.0) -> None:
+    def __init__(self, max_buffer: int = 100_000, flush_interval: float = 0.25, slice_size: int = 64) -> None:
         self._buf: deque[UsageRecord] = deque()
         self._max = max_buffer
         self._interval = flush_interval
+        #: records handled between yields to the event loop, so a flush never stalls requests
+        self._slice = slice_size
         self._sinks: list[Sink] = []
         self._task: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
         self.dropped = 0
         self.totals: dict[str, dict[str, float]] = {}
         self.recent: deque[UsageRecord] = deque(maxlen=1000)
@@ -103,12 +106,35 @@ class Ledger:
             await self.flush()
 
     async def flush(self) -> None:
+        """Drain the buffer to the totals and the sinks. Flushes run one at a time, so a caller
+        that awaits flush() (a metrics scrape) sees every record added before it."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            await self._drain()
+
+    async def _drain(self) -> None:
         if not self._buf:
             return
         batch = list(self._buf)
         self._buf.clear()
+        for i in range(0, len(batch), self._slice):
+            if i:
+                await asyncio.sleep(0)
+            part = batch[i : i + self._slice]
+            self._total(part)
+            for sink in self._sinks:
+                try:
+                    await sink(part)
+                except Exception:  # a failing sink must not stop accounting for the others
+                    log.exception("usage sink %r failed for %d records", sink, len(part))
+
+    def _total(self, batch: list[UsageRecord]) -> None:
         for rec in batch:
-            t = self.totals.setdefault(rec.model, {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+            t = self.totals.get(rec.model)
+            if t is None:
+                t = self.totals[rec.model] = {"requests": 0, "errors": 0, "prompt_tokens": 0,
+                                              "completion_tokens": 0, "cost_usd": 0.0}
             t["requests"] += 1
             if rec.status >= 400:
                 t["errors"] += 1
@@ -116,8 +142,3 @@ class Ledger:
             t["completion_tokens"] += rec.completion_tokens
             t["cost_usd"] += rec.cost_usd or 0.0
             self.recent.append(rec)
-        for sink in self._sinks:
-            try:
-                await sink(batch)
-            except Exception:  # a failing sink must not stop accounting for the others
-                log.exception("usage sink %r failed for %d records", sink, len(batch))

@@ -24,17 +24,21 @@ Endpoint = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
 class _Ids:
-    """Request ids: a random per-process prefix and a counter (no syscall per request). The
-    prefix is drawn lazily so that forked workers each get their own."""
+    """Request ids: a random per-process prefix and a counter (no syscall per request). Forked
+    workers draw a new prefix."""
 
-    pid = -1
-    prefix = ""
+    prefix = "req_" + os.urandom(8).hex()
     counter = itertools.count(1)
+
+    @classmethod
+    def reseed(cls) -> None:
+        cls.prefix, cls.counter = "req_" + os.urandom(8).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_Ids.reseed)
 
 
 def _new_id() -> str:
-    if _Ids.pid != os.getpid():
-        _Ids.pid, _Ids.prefix, _Ids.counter = os.getpid(), "req_" + os.urandom(8).hex(), itertools.count(1)
     return f"{_Ids.prefix}{next(_Ids.counter):08x}"
 
 
