@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.fakes.anthropic import FakeAnthropic
+from tests.streams import collect, text_of
 
 MSGS: list[Any] = [{"role": "user", "content": "Say hello"}]
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
@@ -37,14 +38,6 @@ async def gw(start_gateway: GatewayFactory, fake: FakeAnthropic) -> RunningGatew
 
 def client(gw: RunningGateway) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
-
-
-async def collect(stream: Any) -> list[Any]:
-    return [c async for c in stream]
-
-
-def text_of(chunks: list[Any]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 # ---------------------------------------------------------------------------------- chat

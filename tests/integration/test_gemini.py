@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.fakes.gemini import API_KEY, FakeGemini
+from tests.streams import collect, text_of
 
 MSGS: list[Any] = [{"role": "user", "content": "Say hello"}]
 WEATHER_TOOL = {
@@ -56,14 +57,6 @@ async def gw(start_gateway: GatewayFactory, gemini_fake: FakeGemini) -> RunningG
 
 def client(gw: RunningGateway) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-master-test", max_retries=0)
-
-
-async def collect(stream: Any) -> list[Any]:
-    return [c async for c in stream]
-
-
-def text_of(chunks: list[Any]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 # ------------------------------------------------------------------ chat
