@@ -30,13 +30,13 @@ from unigate.providers.base import JSON, Deployment, UpstreamRequest
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
 from unigate.egress import OPENAI, Egress, StreamEncoder
-from unigate.streams import embeddings_to_base64, relay_openai_stream, translate_stream
+from unigate.streams import CLIENT_GONE, embeddings_to_base64, relay_openai_stream, translate_stream
 from unigate.surfaces import validate
 
 log = logging.getLogger("unigate.pipeline")
 
 JSON_CT = "application/json"
-_CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
+_CLIENT_GONE = CLIENT_GONE
 
 
 @dataclass(slots=True)

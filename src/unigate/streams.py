@@ -14,6 +14,29 @@ from unigate.accounting.ledger import UsageRecord
 from unigate.egress import StreamEncoder
 
 USAGE_MARK = b'"usage":{'
+CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
+
+
+class _Client:
+    """Writes to the client until it leaves; after that the upstream is still read to the end
+    (bounded by the call's total timeout), so the usage the provider bills is recorded."""
+
+    __slots__ = ("resp", "rec", "gone")
+
+    def __init__(self, resp: web.StreamResponse, rec: UsageRecord) -> None:
+        self.resp, self.rec, self.gone = resp, rec, False
+
+    async def write(self, data: bytes) -> None:
+        if self.gone or not data:
+            return
+        try:
+            await self.resp.write(data)
+        except CLIENT_GONE:
+            self.gone = self.rec.client_disconnected = True
+
+    def raise_if_gone(self) -> None:
+        if self.gone:
+            raise ConnectionResetError("the client left before the end of the stream")
 
 
 async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool,
@@ -22,6 +45,7 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
     carrying a usage object is parsed: its numbers are recorded, and the usage-only chunk the
     gateway asked for on the client's behalf is dropped unless the client asked for it too.
     Returns whether the upstream ended with `data: [DONE]`."""
+    client = _Client(resp, rec)
     tail = b""
     complete = b""
     first = True
@@ -39,11 +63,11 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
         complete, tail = buf[: cut + 2], buf[cut + 2 :]
         if USAGE_MARK in complete:
             complete = handle_usage(complete, want_usage, rec)
-        if complete:
-            await resp.write(complete)
+        await client.write(complete)
     if tail.strip():
         complete = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
-        await resp.write(complete)
+        await client.write(complete)
+    client.raise_if_gone()
     return complete.endswith(b"[DONE]\n\n")
 
 
@@ -81,17 +105,18 @@ def handle_usage(block: bytes, want_usage: bool, rec: UsageRecord) -> bytes:
 async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any,
                            encoder: StreamEncoder, rec: UsageRecord, t0: float) -> None:
     """Native stream -> canonical chunks -> the client's format, one write per upstream read."""
+    client = _Client(resp, rec)
     first = True
     async for data in up.content.iter_any():
         if first:
             rec.ttfb_ms = (time.perf_counter() - t0) * 1000
             first = False
         out = b"".join(encoder.chunk(c) for c in decoder.feed(data))
-        if out:
-            await resp.write(out)
+        await client.write(out)
     out = b"".join(encoder.chunk(c) for c in decoder.close())
     rec.set_usage(decoder.usage)
-    await resp.write(out + encoder.finish(decoder.usage))
+    await client.write(out + encoder.finish(decoder.usage))
+    client.raise_if_gone()
 
 
 def embeddings_to_base64(obj: dict[str, Any]) -> None:

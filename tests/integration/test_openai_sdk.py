@@ -133,3 +133,24 @@ async def test_raw_stream_has_exactly_one_done_and_whole_events(gw_openai: Runni
         events = [e for e in raw.split(b"\n\n") if e.strip()]
         assert all(e.startswith(b"data: ") or e.startswith(b":") for e in events)
         assert b'"choices":[]' not in raw  # the usage chunk the gateway asked for stays hidden
+
+
+async def test_usage_is_recorded_when_the_client_leaves_mid_stream(gw_openai: RunningGateway) -> None:
+    """The upstream is read to its end after the client leaves, so the billed usage is kept."""
+    import asyncio
+
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gw_openai.url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-master-test"},
+                          json={"model": "openai/trickle", "messages": MSGS, "stream": True}) as r:
+            assert r.status == 200
+            await r.content.readany()  # the first chunk, then hang up
+    ledger = gw_openai.gateway.ledger
+    for _ in range(100):  # the fake trickles its chunks 200 ms apart: bounded wait for the drain
+        await ledger.flush()
+        if any(rec.model == "openai/trickle" for rec in ledger.recent):
+            break
+        await asyncio.sleep(0.05)
+    rec = next(rec for rec in ledger.recent if rec.model == "openai/trickle")
+    assert rec.client_disconnected and rec.usage_known and rec.completion_tokens == 5 and rec.priced
