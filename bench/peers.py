@@ -152,8 +152,9 @@ class Rig:
         p.write_text("\n".join(lines) + "\n")
         return p
 
-    def start_peer(self, name: str) -> Peer:
-        """Start a proxied peer, time its readiness, sample its idle memory, check its answers."""
+    def start_peer(self, name: str, wrap: list[str] | None = None, ready_timeout: float = 30.0) -> Peer:
+        """Start a proxied peer, time its readiness, sample its idle memory, check its answers.
+        `wrap` prefixes the command (e.g. valgrind, for bench/cost.py)."""
         if name == "direct":
             peer = Peer("direct", info={"ready_s": None})
             self.peers[name] = peer
@@ -171,10 +172,10 @@ class Rig:
             argv = [*self.unigate_cmd, "serve", "--config", str(self._unigate_config()), "--port", str(port), "--workers", workers]
             env.update(UNIGATE_MASTER_KEY=KEY, UNIGATE_LOCAL="off")
             ready_path = "/health/ready"
-        proc = self.procs.start(name, argv, env=env, log_path=self.dir / f"{name}.log")
+        proc = self.procs.start(name, [*(wrap or []), *argv], env=env, log_path=self.dir / f"{name}.log")
         peer = Peer(name, port, proc)
         self.peers[name] = peer
-        peer.info["ready_s"] = round(wait_ready(proc, port, ready_path), 3)
+        peer.info["ready_s"] = round(wait_ready(proc, port, ready_path, ready_timeout), 3)
         time.sleep(0.5)  # let start-up settle (multi-worker peers: all workers up)
         rss, pss = memory_kb(session_pids(proc.pid))
         peer.info.update(idle_rss_kb=rss, idle_pss_kb=pss, processes=len(session_pids(proc.pid)))

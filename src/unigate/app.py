@@ -4,8 +4,10 @@ owns start-up and shutdown of the shared resources (upstream connection pool, le
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
+import time
 from typing import Any, Mapping
 
 import orjson
@@ -63,7 +65,20 @@ def list_models(gw: Gateway) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(cfg: Config, env: Mapping[str, str] | None = None) -> web.Application:
+def settle_heap() -> None:
+    """Move everything alive after start-up (config, catalog, price tables: ~70k objects) out of
+    the garbage collector's reach. Without this every full collection walks them all (~15 ms
+    here, a pause for every request in flight) although they live as long as the process;
+    bench/ measured 0.61 -> 0.73 x the floor's requests/s from this alone."""
+    t0 = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    log.debug("heap settled in %.1f ms: %d objects frozen", (time.perf_counter() - t0) * 1000, gc.get_freeze_count())
+
+
+def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap: bool = False) -> web.Application:
+    """`freeze_heap`: call settle_heap() once the catalog is loaded (the server does; tests that
+    build many apps in one process do not)."""
     gw = build_gateway(cfg, env)
     app = web.Application(client_max_size=cfg.server.max_body_bytes, handler_args={"max_field_size": 16384})
     app[GATEWAY_KEY] = gw
@@ -100,7 +115,9 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None) -> web.Applica
         # reading the price data takes ~0.5 s: do it off the loop so readiness is not delayed
         from unigate import catalog
 
-        asyncio.get_running_loop().run_in_executor(None, catalog.get_catalog)
+        loaded = asyncio.get_running_loop().run_in_executor(None, catalog.get_catalog)
+        if freeze_heap:
+            loaded.add_done_callback(lambda _f: settle_heap())
 
     async def on_shutdown(app: web.Application) -> None:
         ready["ok"] = False

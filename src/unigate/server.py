@@ -57,7 +57,7 @@ def _run_one(cfg: Config, host: str, port: int, reuse_port: bool) -> None:
 
     loop = _new_loop()
     asyncio.set_event_loop(loop)
-    app = create_app(cfg)
+    app = create_app(cfg, freeze_heap=True)
     web.run_app(
         app,
         host=host,
