@@ -66,6 +66,9 @@ async def test_preset_from_env(pid: str, start_gateway: GatewayFactory, fake: An
     sent = fake.last
     assert sent.path == prefix(p) + "/chat/completions"
     assert sent.headers.get("Authorization") == f"Bearer key-{pid}"
+    # the gateway's own identity, and identity bodies (relayed as bytes, never re-compressed)
+    assert sent.headers.get("User-Agent", "").startswith("unigate/")
+    assert sent.headers.get("Accept-Encoding") == "identity"
     body = sent.json
     assert body["model"] == "some-model" and body["messages"] == MSGS
     if ("max_completion_tokens", "max_tokens") in p.renames:
@@ -111,6 +114,16 @@ async def test_ollama_host_env(start_gateway: GatewayFactory, fake: AnyPrefixOpe
     gw = await start_gateway(env={"OLLAMA_HOST": f"127.0.0.1:{fake.port}"})
     await client(gw.url).chat.completions.create(model="ollama/llama3.2", messages=MSGS)  # type: ignore[arg-type]
     assert fake.last.path == "/v1/chat/completions" and fake.last.json["model"] == "llama3.2"
+
+
+async def test_configured_headers_override_the_gateways_defaults(start_gateway: GatewayFactory,
+                                                                 fake: AnyPrefixOpenAI) -> None:
+    gw = await start_gateway({"providers": {"team": {"preset": "openai", "api_key": "k", "base_url": fake.url + "/v1",
+                                                     "headers": {"user-agent": "team-bot/2", "X-Team": "search"}}}})
+    await client(gw.url).chat.completions.create(model="team/gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
+    sent = fake.last.headers
+    assert sent.get("User-Agent") == "team-bot/2" and sent.get("X-Team") == "search"
+    assert sent.get("Authorization") == "Bearer k"
 
 
 async def test_mistral_tool_call_ids_are_rewritten_stably(start_gateway: GatewayFactory, fake: AnyPrefixOpenAI) -> None:

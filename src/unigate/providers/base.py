@@ -29,8 +29,8 @@ class Provider:
     preset: Preset
     base_url: str
     api_key: str | None
-    #: static headers for every call (auth included), built once.
-    headers: dict[str, str]
+    #: static headers for every call (auth included), built once (a CIMultiDict).
+    headers: Mapping[str, str]
     timeouts: Timeouts
     options: dict[str, Any] = field(default_factory=dict)
 

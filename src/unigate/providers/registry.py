@@ -7,6 +7,8 @@ import importlib
 import os
 from typing import Mapping
 
+from multidict import CIMultiDict
+
 from unigate.config import Config, ProviderConfig
 from unigate.providers.base import Adapter, Provider
 from unigate.providers.presets import PRESETS, Preset
@@ -92,7 +94,9 @@ def build_providers(cfg: Config, env: Mapping[str, str] | None = None) -> dict[s
 
 def _make(pid: str, preset: Preset, pc: ProviderConfig, key: str | None, base: str | None, cfg: Config,
           env: Mapping[str, str]) -> Provider:
-    headers = {"Content-Type": "application/json", **dict(preset.extra_headers), **auth_headers(preset, key), **pc.headers}
+    # a CIMultiDict, aiohttp's own header type: it takes it as is instead of converting a dict per call
+    headers = CIMultiDict({"Content-Type": "application/json", **dict(preset.extra_headers), **auth_headers(preset, key),
+                           **pc.headers})
     options = dict(pc.options)
     if preset.dialect == "bedrock":
         base = _bedrock_env(options, base, env)

@@ -4,15 +4,22 @@ per-deployment timeouts, and transport failures mapped to gateway errors."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import AsyncIterator
+from types import TracebackType
+from typing import Any
 
 import aiohttp
 
+from unigate import __version__
 from unigate.config import Timeouts
-from unigate.errors import UpstreamTimeout, UpstreamUnavailable
+from unigate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from unigate.providers.base import UpstreamRequest
+
+#: sent on every upstream call unless the provider's headers say otherwise. Giving aiohttp all
+#: three means it adds none of its own per request (its "auto headers" path copies and sorts a
+#: header dict on every call). Identity bodies: the gateway relays bytes and would only
+#: decompress them.
+DEFAULT_HEADERS = {"User-Agent": f"unigate/{__version__}", "Accept": "*/*", "Accept-Encoding": "identity"}
 
 
 @lru_cache(maxsize=256)
@@ -30,8 +37,7 @@ class Transport:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300),
-                # identity bodies: the gateway relays bytes and would only decompress them
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                headers=DEFAULT_HEADERS,
                 auto_decompress=True,
             )
         return self._session
@@ -41,21 +47,50 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    @asynccontextmanager
-    async def open(self, req: UpstreamRequest, timeouts: Timeouts, provider: str) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send `req`; yield the response once its headers are in. Transport failures raise
-        UpstreamTimeout (504) or UpstreamUnavailable (502)."""
+    def open(self, req: UpstreamRequest, timeouts: Timeouts, provider: str) -> "Exchange":
+        """`async with transport.open(...) as resp`: send `req`, get the response once its headers
+        are in. Transport failures, while connecting or inside the block, raise UpstreamTimeout
+        (504) or UpstreamUnavailable (502)."""
         timeout = _client_timeout(timeouts.connect, timeouts.first_byte, timeouts.total)
+        return Exchange(self.session.request(req.method, req.url, data=req.body, headers=req.headers, timeout=timeout),
+                        provider)
+
+
+class Exchange:
+    """One upstream call as an async context manager (a class, not @asynccontextmanager: this runs
+    on every request and a generator-based manager costs two extra frames and a generator)."""
+
+    __slots__ = ("_cm", "_provider")
+
+    def __init__(self, cm: Any, provider: str) -> None:
+        self._cm = cm
+        self._provider = provider
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
         try:
-            async with self.session.request(
-                req.method, req.url, data=req.body, headers=req.headers, timeout=timeout
-            ) as resp:
-                yield resp
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise UpstreamTimeout(
-                f"{provider}: the upstream did not answer in time ({type(e).__name__})", provider=provider
-            ) from None
-        except aiohttp.ClientConnectorError as e:
-            raise UpstreamUnavailable(f"{provider}: cannot connect to the upstream: {e.os_error}", provider=provider) from None
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-            raise UpstreamUnavailable(f"{provider}: the upstream connection failed: {e}", provider=provider) from None
+            resp: aiohttp.ClientResponse = await self._cm.__aenter__()
+            return resp
+        except _TRANSPORT_ERRORS as e:
+            raise self._mapped(e) from None
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            await self._cm.__aexit__(et, e, tb)
+        except _TRANSPORT_ERRORS as close_error:
+            if e is None:
+                raise self._mapped(close_error) from None
+            # releasing the connection failed after the block failed: the block's error is the news
+        if isinstance(e, _TRANSPORT_ERRORS):
+            raise self._mapped(e) from None
+
+    def _mapped(self, e: BaseException) -> GatewayError:
+        p = self._provider
+        if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            return UpstreamTimeout(f"{p}: the upstream did not answer in time ({type(e).__name__})", provider=p)
+        if isinstance(e, aiohttp.ClientConnectorError):
+            return UpstreamUnavailable(f"{p}: cannot connect to the upstream: {e.os_error}", provider=p)
+        return UpstreamUnavailable(f"{p}: the upstream connection failed: {e}", provider=p)
+
+
+_TRANSPORT_ERRORS = (asyncio.TimeoutError, aiohttp.ServerTimeoutError, aiohttp.ClientConnectorError,
+                     aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
