@@ -103,7 +103,7 @@ class Gateway:
             finally:
                 rec.latency_ms = (time.perf_counter() - t0) * 1000
                 if rec.usage_known and not rec.priced:
-                    rec.cost_usd, rec.priced = _cost(dep, rec.usage), True
+                    rec.cost_usd, rec.priced = _cost(dep, rec), True
                 self.ledger.add(rec)
         assert last is not None
         raise last
@@ -147,7 +147,7 @@ class Gateway:
         if isinstance(obj, dict):
             rec.set_usage(obj.get("usage"))
             if rec.usage_known:
-                rec.cost_usd, rec.priced = _cost(dep, rec.usage), True
+                rec.cost_usd, rec.priced = _cost(dep, rec), True
                 headers["x-unigate-cost"] = "null" if rec.cost_usd is None else f"{rec.cost_usd:.10f}".rstrip("0").rstrip(".")
         return web.Response(body=out, content_type=JSON_CT, headers=headers)
 
@@ -242,13 +242,18 @@ class Gateway:
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _cost(dep: Deployment, usage: JSON | None) -> float | None:
+def _cost(dep: Deployment, rec: UsageRecord) -> float | None:
     """USD for this call, or None when the model has no known price (never a silent $0).
     Models running inside the gateway cost nothing per token."""
-    if dep.adapter.in_process and dep.input_price is None and dep.output_price is None:
-        return 0.0
-    override = (dep.input_price, dep.output_price) if dep.input_price is not None or dep.output_price is not None else None
-    return pricing.cost_usd(dep.provider.preset.id, dep.model, usage, override)
+    if dep.input_price is None and dep.output_price is None:
+        if dep.adapter.in_process:
+            return 0.0
+        override = None
+    else:
+        override = (dep.input_price, dep.output_price)
+    if rec.counts is None:
+        return None
+    return pricing.cost_of(dep.provider.preset.id, dep.model, rec.counts, override)
 
 
 def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:

@@ -157,3 +157,37 @@ def test_rates_are_cached_per_model() -> None:
     cost_usd("groq", "llama-3.1-8b-instant", u)
     assert pricing._pricers[("groq", "llama-3.1-8b-instant")] is first
     assert pricing.rate_for("groq", "llama-3.1-8b-instant") is pricing.rate_for("groq", "llama-3.1-8b-instant")
+
+
+@pytest.mark.parametrize(
+    "usage, counts",
+    [
+        ({"prompt_tokens": 10, "completion_tokens": 5}, (10, 5, 0, 0, 0, 0, 0)),
+        ({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+          "completion_tokens_details": {"reasoning_tokens": 0}}, (10, 5, 0, 0, 0, 0, 0)),
+        ({"prompt_tokens": 100, "completion_tokens": 50, "prompt_tokens_details": {"cached_tokens": 40, "cache_write_tokens": 7,
+          "audio_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 20, "audio_tokens": 2}},
+         (100, 50, 40, 7, 20, 3, 2)),
+        # what upstreams really send wrong: strings, floats, negatives, nulls, a details list
+        ({"prompt_tokens": "12", "completion_tokens": 3.0, "prompt_tokens_details": None}, (12, 3, 0, 0, 0, 0, 0)),
+        ({"prompt_tokens": -4, "completion_tokens": "many", "completion_tokens_details": [1, 2]}, (0, 0, 0, 0, 0, 0, 0)),
+        ({"prompt_tokens": True, "completion_tokens": None, "prompt_tokens_details": {"cached_tokens": "x"}},
+         (1, 0, 0, 0, 0, 0, 0)),
+    ],
+)
+def test_usage_counts_take_what_is_there_and_never_go_negative(usage: dict[str, Any], counts: tuple[int, ...]) -> None:
+    assert pricing.usage_counts(usage) == counts
+    assert cost_usd("openai", "gpt-4o-mini", usage) == pricing.cost_of("openai", "gpt-4o-mini", pricing.usage_counts(usage))
+
+
+def test_a_malformed_usage_value_is_unknown_usage_not_an_error() -> None:
+    from unigate.accounting.ledger import UsageRecord
+
+    for bad in ("n/a", [1, 2], 7, None, {}):
+        rec = UsageRecord(request_id="r", endpoint="chat", model="m")
+        rec.set_usage(bad)
+        assert not rec.usage_known and rec.counts is None
+        assert cost_usd("openai", "gpt-4o-mini", bad) is None  # type: ignore[arg-type]
+    rec = UsageRecord(request_id="r", endpoint="chat", model="m")
+    rec.set_usage({"prompt_tokens": 9, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}})
+    assert (rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens) == (9, 4, 2) and rec.usage_known

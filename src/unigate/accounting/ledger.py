@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable
 
+from unigate.accounting.pricing import Counts, usage_counts
+
 log = logging.getLogger("unigate.ledger")
 
 
@@ -41,19 +43,18 @@ class UsageRecord:
     ttfb_ms: float | None = None
     client_disconnected: bool = False
     usage: dict[str, Any] | None = None
+    #: the token counts pricing uses (see pricing.usage_counts), taken once
+    counts: Counts | None = None
 
-    def set_usage(self, usage: dict[str, Any] | None) -> None:
-        if not usage:
+    def set_usage(self, usage: Any) -> None:
+        """Take the counts of an OpenAI usage object. Anything else (absent, or an upstream's
+        malformed value) leaves the usage unknown."""
+        if not usage or not isinstance(usage, dict):
             return
         self.usage = usage
         self.usage_known = True
-        self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        self.completion_tokens = int(usage.get("completion_tokens") or 0)
-        ptd = usage.get("prompt_tokens_details") or {}
-        ctd = usage.get("completion_tokens_details") or {}
-        self.cached_tokens = int(ptd.get("cached_tokens") or 0)
-        self.cache_write_tokens = int(ptd.get("cache_write_tokens") or 0)
-        self.reasoning_tokens = int(ctd.get("reasoning_tokens") or 0)
+        c = self.counts = usage_counts(usage)
+        self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens, self.reasoning_tokens = c[:5]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

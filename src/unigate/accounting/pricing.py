@@ -222,6 +222,30 @@ def _int(v: Any) -> int:
         return 0
 
 
+#: (prompt, completion, cached, cache_write, reasoning, audio_in, audio_out) tokens, each >= 0
+Counts = tuple[int, int, int, int, int, int, int]
+
+
+def usage_counts(usage: Mapping[str, Any]) -> Counts:
+    """The token counts of a canonical OpenAI usage object, as reported (negative or malformed
+    values count as 0). Runs on every request: the details objects, usually all zeros, are
+    skipped with one C-level `any()`."""
+    p = usage.get("prompt_tokens")
+    if type(p) is not int or p < 0:
+        p = _int(p)
+    o = usage.get("completion_tokens")
+    if type(o) is not int or o < 0:
+        o = _int(o)
+    cached = written = audio_in = reasoning = audio_out = 0
+    ptd = usage.get("prompt_tokens_details")
+    if ptd and isinstance(ptd, dict) and any(ptd.values()):
+        cached, written, audio_in = _int(ptd.get("cached_tokens")), _int(ptd.get("cache_write_tokens")), _int(ptd.get("audio_tokens"))
+    ctd = usage.get("completion_tokens_details")
+    if ctd and isinstance(ctd, dict) and any(ctd.values()):
+        reasoning, audio_out = _int(ctd.get("reasoning_tokens")), _int(ctd.get("audio_tokens"))
+    return (p, o, cached, written, reasoning, audio_in, audio_out)
+
+
 def cost_usd(
     provider_id: str,
     model: str,
@@ -240,17 +264,15 @@ def cost_usd(
     Returns None (and records the model as unpriced) when no price is known; returns None
     without flagging when `usage` is missing (e.g. a stream cut before the usage arrived).
     """
-    if not usage:
+    if not usage or not isinstance(usage, Mapping):
         return None
-    p = _int(usage.get("prompt_tokens"))
-    o = _int(usage.get("completion_tokens"))
-    ptd = usage.get("prompt_tokens_details") or {}
-    ctd = usage.get("completion_tokens_details") or {}
-    cached = _int(ptd.get("cached_tokens"))
-    written = _int(ptd.get("cache_write_tokens"))
-    reasoning = _int(ctd.get("reasoning_tokens"))
-    audio_in = _int(ptd.get("audio_tokens"))
-    audio_out = _int(ctd.get("audio_tokens"))
+    return cost_of(provider_id, model, usage_counts(usage), override)
+
+
+def cost_of(provider_id: str, model: str, counts: Counts,
+            override: tuple[float | None, float | None] | None = None) -> float | None:
+    """cost_usd() from counts already taken out of the usage object (the ledger's record has them)."""
+    p, o, cached, written, reasoning, audio_in, audio_out = counts
     # Guard against a provider reporting with the other convention (Anthropic-native prompt
     # counts exclude cache; some report reasoning on top of completion): count them on top,
     # which over- rather than under-bills, and keeps every leaf non-negative.
@@ -258,8 +280,9 @@ def cost_usd(
         p += cached + written
     if reasoning > o:
         o += reasoning
-    audio_in = min(audio_in, p - cached - written)
-    audio_out = min(audio_out, o - reasoning)
+    if audio_in or audio_out:
+        audio_in = min(audio_in, p - cached - written)
+        audio_out = min(audio_out, o - reasoning)
 
     if override is not None and (override[0] is not None or override[1] is not None):
         in_price, out_price = override
@@ -281,5 +304,5 @@ def cost_usd(
     return rate.cost(p, o, cached, written, reasoning, audio_in, audio_out)
 
 
-__all__ = ["Rate", "cost_usd", "on_unpriced", "rate_for", "reset_unpriced", "unpriced_models",
+__all__ = ["Counts", "Rate", "cost_of", "cost_usd", "usage_counts", "on_unpriced", "rate_for", "reset_unpriced", "unpriced_models",
            "unpriced_requests", "unpriced_total"]

@@ -12,6 +12,7 @@ from unigate.errors import InvalidRequest
 JSON = dict[str, Any]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_NEEDS_CONTENT = frozenset({"user", "system", "developer", "tool"})
 
 
 def parse_json_object(raw: bytes) -> JSON:
@@ -56,11 +57,12 @@ def require_model(body: JSON) -> str:
 
 
 def _check_optional(body: JSON) -> None:
-    # (param, predicate, expected, (min, max) or None)
-    for name, pred, expected, rng in _OPTIONAL:
-        v = body.get(name)
-        if v is None:
+    # walk the body's few keys, not the rule table: most requests set three or four of these
+    for name, v in body.items():
+        rule = _OPTIONAL.get(name)
+        if rule is None or v is None:
             continue
+        pred, expected, rng = rule
         if not pred(v):
             raise _bad_type(name, expected, v)
         if rng is not None and not (rng[0] <= v <= rng[1]):
@@ -71,26 +73,43 @@ def _check_optional(body: JSON) -> None:
             )
 
 
-_OPTIONAL: list[tuple[str, Any, str, tuple[float, float] | None]] = [
-    ("stream", lambda v: type(v) is bool, "a boolean", None),
-    ("n", _is_int, "an integer", (1, 128)),
-    ("max_tokens", _is_int, "an integer", (0, 10_000_000)),
-    ("max_completion_tokens", _is_int, "an integer", (0, 10_000_000)),
-    ("temperature", _is_num, "a number", (0, 2)),
-    ("top_p", _is_num, "a number", (0, 1)),
-    ("presence_penalty", _is_num, "a number", (-2, 2)),
-    ("frequency_penalty", _is_num, "a number", (-2, 2)),
-    ("seed", _is_int, "an integer", None),
-    ("logprobs", lambda v: type(v) is bool, "a boolean", None),
-    ("top_logprobs", _is_int, "an integer", (0, 20)),
-    ("user", lambda v: isinstance(v, str), "a string", None),
-    ("tools", lambda v: isinstance(v, list), "an array", None),
-    ("stream_options", lambda v: isinstance(v, dict), "an object", None),
-    ("response_format", lambda v: isinstance(v, dict), "an object", None),
-    ("logit_bias", lambda v: isinstance(v, dict), "an object", None),
-    ("metadata", lambda v: isinstance(v, dict), "an object", None),
-    ("parallel_tool_calls", lambda v: type(v) is bool, "a boolean", None),
-]
+def _is_bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_list(v: Any) -> bool:
+    return isinstance(v, list)
+
+
+def _is_dict(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+#: param -> (predicate, what is expected, (min, max) or None)
+_OPTIONAL: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
+    "stream": (_is_bool, "a boolean", None),
+    "n": (_is_int, "an integer", (1, 128)),
+    "max_tokens": (_is_int, "an integer", (0, 10_000_000)),
+    "max_completion_tokens": (_is_int, "an integer", (0, 10_000_000)),
+    "temperature": (_is_num, "a number", (0, 2)),
+    "top_p": (_is_num, "a number", (0, 1)),
+    "presence_penalty": (_is_num, "a number", (-2, 2)),
+    "frequency_penalty": (_is_num, "a number", (-2, 2)),
+    "seed": (_is_int, "an integer", None),
+    "logprobs": (_is_bool, "a boolean", None),
+    "top_logprobs": (_is_int, "an integer", (0, 20)),
+    "user": (_is_str, "a string", None),
+    "tools": (_is_list, "an array", None),
+    "stream_options": (_is_dict, "an object", None),
+    "response_format": (_is_dict, "an object", None),
+    "logit_bias": (_is_dict, "an object", None),
+    "metadata": (_is_dict, "an object", None),
+    "parallel_tool_calls": (_is_bool, "a boolean", None),
+}
 
 
 def validate_chat(body: JSON) -> None:
@@ -103,25 +122,28 @@ def validate_chat(body: JSON) -> None:
     if not msgs:
         raise InvalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1.", param="messages", code="empty_array")
     for i, m in enumerate(msgs):
-        p = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise _bad_type(p, "an object", m)
+        if type(m) is not dict:
+            raise _bad_type(f"messages[{i}]", "an object", m)
         role = m.get("role")
-        if role is None:
-            raise InvalidRequest(f"Missing required parameter: '{p}.role'.", param=f"{p}.role", code="missing_required_parameter")
-        if role not in ROLES:
+        if type(role) is not str or role not in ROLES:
+            p = f"messages[{i}]"
+            if role is None:
+                raise InvalidRequest(f"Missing required parameter: '{p}.role'.", param=f"{p}.role", code="missing_required_parameter")
             raise InvalidRequest(
                 f"Invalid value for '{p}.role': {role!r}. Supported values are: {', '.join(sorted(ROLES))}.",
                 param=f"{p}.role",
                 code="invalid_value",
             )
         content = m.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise _bad_type(f"{p}.content", "a string or an array of content parts", content)
-        if content is None and role in ("user", "system", "developer", "tool") :
-            raise InvalidRequest(f"Missing required parameter: '{p}.content'.", param=f"{p}.content", code="missing_required_parameter")
+        if content is None:
+            if role in _NEEDS_CONTENT:
+                raise InvalidRequest(f"Missing required parameter: 'messages[{i}].content'.", param=f"messages[{i}].content",
+                                     code="missing_required_parameter")
+        elif type(content) is not str and not isinstance(content, list):
+            raise _bad_type(f"messages[{i}].content", "a string or an array of content parts", content)
         if role == "tool" and not isinstance(m.get("tool_call_id"), str):
-            raise InvalidRequest(f"Missing required parameter: '{p}.tool_call_id'.", param=f"{p}.tool_call_id", code="missing_required_parameter")
+            raise InvalidRequest(f"Missing required parameter: 'messages[{i}].tool_call_id'.",
+                                 param=f"messages[{i}].tool_call_id", code="missing_required_parameter")
     _check_optional(body)
     stop = body.get("stop")
     if stop is not None and not (
