@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,6 +125,9 @@ def measure(rig: Rig, procs: Procs, peer: str, tool: str, modes: list[str], a: a
                     raise RuntimeError("callgrind wrote no dump")
                 total = callgrind_total(dumps[-1])
                 rec["instructions_per_request"] = round(total / a.requests)
+                if a.save:
+                    a.save.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(dumps[-1], a.save / f"callgrind-{peer}-{mode}.out")
                 if a.annotate:
                     ann = subprocess.run(["callgrind_annotate", "--inclusive=no", str(dumps[-1])],
                                          capture_output=True, text=True, timeout=300).stdout
@@ -156,6 +160,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--conns", type=int, default=4)
+    ap.add_argument("--save", type=Path, help="callgrind: keep each dump in this directory (for callgrind_annotate)")
     ap.add_argument("--annotate", type=int, default=0, metavar="N", help="callgrind: print the top N functions")
     ap.add_argument("--unigate-cmd", default=str(HERE.parent / ".venv" / "bin" / "unigate"))
     a = ap.parse_args()

@@ -26,7 +26,7 @@ from unigate.accounting.ledger import Ledger, UsageRecord
 from unigate.config import Config
 from unigate.errors import BodyTooLarge, GatewayError, UpstreamTimeout, UpstreamUnavailable
 from unigate.governance.auth import Authenticator, Principal
-from unigate.providers.base import JSON, Deployment, UpstreamRequest
+from unigate.providers.base import JSON, NOT_LOOKED_UP, Deployment, UpstreamRequest
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
 from unigate.egress import OPENAI, Egress, StreamEncoder
@@ -78,9 +78,12 @@ class Gateway:
         stream = body.get("stream") is True and endpoint != "embeddings"
         last: GatewayError | None = None
         for dep in deployments:
+            info = dep.catalog_info
+            if info is NOT_LOOKED_UP:
+                info = dep.catalog_info = catalog.lookup(dep.provider.preset.id, dep.model)
             try:
                 # a deployment the catalog says cannot serve this request is skipped, not called
-                catalog.check_capabilities(body, catalog.lookup(dep.provider.preset.id, dep.model), endpoint)
+                catalog.check_capabilities(body, info, endpoint)
             except GatewayError as e:
                 last = last or e
                 continue

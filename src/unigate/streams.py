@@ -56,13 +56,18 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
         buf = tail + data if tail else data
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n")
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
+        cut = buf.rfind(b"\n\n") + 2
+        if cut < 2:
             tail = buf
             continue
-        complete, tail = buf[: cut + 2], buf[cut + 2 :]
-        if USAGE_MARK in complete:
-            complete = handle_usage(complete, want_usage, rec)
+        if cut == len(buf):  # the read ended on an event boundary: no copies
+            complete, tail = buf, b""
+        else:
+            complete, tail = buf[:cut], buf[cut:]
+        # the usage event is the last but one of a stream: look from the end
+        i = complete.rfind(USAGE_MARK)
+        if i >= 0:
+            complete = handle_usage(complete, i, want_usage, rec)
         await client.write(complete)
     if tail.strip():
         complete = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
@@ -71,35 +76,26 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
     return complete.endswith(b"[DONE]\n\n")
 
 
-def handle_usage(block: bytes, want_usage: bool, rec: UsageRecord) -> bytes:
-    """Find the event(s) holding a usage object in a block of whole events; record the usage and
-    drop a usage-only event the client did not ask for. Only those events are touched."""
-    out: list[bytes] = []
-    pos = 0
-    while True:
-        i = block.find(USAGE_MARK, pos)
-        if i < 0:
-            break
-        start = block.rfind(b"\n\n", pos, i)
-        start = pos if start < 0 else start + 2
-        end = block.find(b"\n\n", i)
-        end = len(block) if end < 0 else end + 2
-        event = block[start:end]
-        keep = True
-        d = event.find(b"data:")
-        try:
-            obj = orjson.loads(event[d + 5 :]) if d >= 0 else None
-        except orjson.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            rec.set_usage(obj.get("usage"))
-            keep = want_usage or bool(obj.get("choices"))
-        out.append(block[pos:start])
-        if keep:
-            out.append(event)
-        pos = end
-    out.append(block[pos:])
-    return b"".join(out)
+def handle_usage(block: bytes, i: int, want_usage: bool, rec: UsageRecord) -> bytes:
+    """`block` holds whole events and the last usage object starts at `i`. Record that usage
+    (OpenAI's is cumulative: the last one is the call's), and drop the event if it is the
+    usage-only chunk the client did not ask for. The block is returned as is otherwise."""
+    start = block.rfind(b"\n\n", 0, i)
+    start = 0 if start < 0 else start + 2
+    end = block.find(b"\n\n", i)
+    end = len(block) if end < 0 else end + 2
+    event = block[start:end]
+    d = event.find(b"data:")
+    try:
+        obj = orjson.loads(event[d + 5 :]) if d >= 0 else None
+    except orjson.JSONDecodeError:
+        return block
+    if not isinstance(obj, dict):
+        return block
+    rec.set_usage(obj.get("usage"))
+    if want_usage or obj.get("choices"):
+        return block
+    return block[:start] + block[end:]
 
 
 async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any,

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from unigate.accounting.ledger import UsageRecord
-from unigate.streams import handle_usage as _handle_usage
+from unigate.streams import USAGE_MARK, handle_usage
 from unigate.providers.sse import SSEDecoder
 
 
@@ -34,6 +34,10 @@ def _ev(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+def _handle_usage(block: bytes, want: bool, rec: UsageRecord) -> bytes:
+    return handle_usage(block, block.rfind(USAGE_MARK), want, rec)
+
+
 USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "prompt_tokens_details": {"cached_tokens": 2}}
 
 
@@ -51,3 +55,17 @@ def test_usage_on_a_content_chunk_is_kept() -> None:
     block = _ev({"choices": [{"delta": {"content": "z"}, "finish_reason": "stop"}], "usage": USAGE})
     rec = UsageRecord(request_id="r", endpoint="chat", model="m")
     assert _handle_usage(block, False, rec) == block and rec.completion_tokens == 4
+
+
+def test_the_last_cumulative_usage_is_the_calls() -> None:
+    early = {**USAGE, "completion_tokens": 1}
+    block = (_ev({"choices": [{"delta": {"content": "a"}}], "usage": early})
+             + _ev({"choices": [{"delta": {"content": "b"}}], "usage": USAGE}) + b"data: [DONE]\n\n")
+    rec = UsageRecord(request_id="r", endpoint="chat", model="m")
+    assert _handle_usage(block, False, rec) == block and rec.completion_tokens == 4
+
+
+def test_an_unreadable_usage_event_is_relayed_untouched() -> None:
+    block = b'data: {"choices": [], "usage":{"prompt_tokens": 3, oops\n\ndata: [DONE]\n\n'
+    rec = UsageRecord(request_id="r", endpoint="chat", model="m")
+    assert _handle_usage(block, False, rec) == block and not rec.usage_known

@@ -35,6 +35,9 @@ class Provider:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+NOT_LOOKED_UP: Any = object()
+
+
 @dataclass(slots=True)
 class Deployment:
     """One concrete target: a provider plus the model name the provider knows."""
@@ -48,10 +51,13 @@ class Deployment:
     #: USD per million tokens from config, overriding the catalog.
     input_price: float | None = None
     output_price: float | None = None
+    #: "<provider>/<model>", as clients name it
+    public_id: str = field(init=False, compare=False)
+    #: the catalog's entry, looked up on the first request (None: not in the catalog)
+    catalog_info: Any = field(init=False, compare=False, repr=False, default=NOT_LOOKED_UP)
 
-    @property
-    def public_id(self) -> str:
-        return f"{self.provider.id}/{self.model}"
+    def __post_init__(self) -> None:
+        self.public_id = f"{self.provider.id}/{self.model}"
 
 
 @dataclass(slots=True)
