@@ -40,3 +40,25 @@ async def test_metrics_count_requests_tokens_and_errors(gw_openai: RunningGatewa
     assert value(text, 'unigate_tokens_total{kind="prompt",model="openai/gpt-4o-mini",provider="openai"}') == 24
     assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="true"}') == 1
     assert value(text, 'unigate_time_to_first_byte_seconds_count{provider="openai"}') == 1
+    assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="false"}') == 2
+    completion = value(text, 'unigate_tokens_total{kind="completion",model="openai/gpt-4o-mini",provider="openai"}')
+    assert completion > 0
+    # gpt-4o-mini is priced: both successful calls add to the cost series, none to the unpriced one
+    from unigate.accounting.pricing import cost_usd
+
+    expected = 2 * cost_usd("openai", "gpt-4o-mini", {"prompt_tokens": 12, "completion_tokens": completion / 2})  # type: ignore[operator]
+    assert abs(value(text, 'unigate_cost_usd_total{model="openai/gpt-4o-mini",provider="openai"}') - expected) < 1e-12
+    assert 'unigate_unpriced_calls_total{model="openai/gpt-4o-mini"' not in text
+
+
+async def test_metrics_sum_a_batch_of_many_requests_per_series(gw_openai: RunningGateway) -> None:
+    import asyncio
+
+    c = openai.AsyncOpenAI(base_url=gw_openai.url + "/v1", api_key="sk-master-test", max_retries=0)
+    await asyncio.gather(*(c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
+                           for _ in range(30)))
+    text = await scrape(gw_openai)
+    ok = 'unigate_requests_total{endpoint="chat",model="openai/gpt-4o-mini",provider="openai",status="200"}'
+    assert value(text, ok) == 30
+    assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="false"}') == 30
+    assert value(text, 'unigate_tokens_total{kind="prompt",model="openai/gpt-4o-mini",provider="openai"}') == 30 * 12

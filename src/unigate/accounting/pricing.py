@@ -49,6 +49,14 @@ class Rate:
     def cost(self, p: int, o: int, cached: int, written: int, reasoning: int, audio_in: int, audio_out: int) -> float:
         # genai-prices' tiers switch on the whole prompt size (a "cliff"): all tokens at the tier.
         total = self.per_request
+        if not (cached or written or reasoning or audio_in or audio_out):
+            # most calls: plain input and output tokens (the general path below gives the same sum)
+            inp, out = self.input, self.output
+            if inp is not None:
+                total += p * (_at(inp, p) if inp[1] else inp[0])
+            if out is not None:
+                total += o * (_at(out, p) if out[1] else out[0])
+            return total
         leaf_in = p
         if self.cache_read is not None:
             total += cached * _at(self.cache_read, p)

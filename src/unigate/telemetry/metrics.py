@@ -6,7 +6,6 @@ exports its own series (scrape each, or sum by instance).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -15,6 +14,18 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from unigate.accounting.ledger import Ledger, UsageRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _Group:
+    """What one batch holds for one (model, provider, endpoint, status, stream)."""
+
+    __slots__ = ("requests", "prompt", "completion", "cached", "cost", "unpriced", "disconnects", "latencies", "ttfbs")
+
+    def __init__(self) -> None:
+        self.requests = self.prompt = self.completion = self.cached = self.unpriced = self.disconnects = 0
+        self.cost = 0.0
+        self.latencies: list[float] = []
+        self.ttfbs: list[float] = []
 
 
 class Metrics:
@@ -39,29 +50,46 @@ class Metrics:
         ledger.add_sink(self.observe)
 
     async def observe(self, batch: list[UsageRecord]) -> None:
-        # Sum per label set first: one locked update per series and batch, not per record.
-        counts: dict[tuple[Any, ...], float] = defaultdict(float)
+        # Sum per label set first (one small key per record), then one update per series and
+        # batch: prometheus_client takes a lock on every update.
+        groups: dict[tuple[str, str, str, int, bool], _Group] = {}
         for rec in batch:
-            m, p = rec.model, rec.provider
-            counts[(self.requests, m, p, rec.endpoint, str(rec.status))] += 1
+            key = (rec.model, rec.provider, rec.endpoint, rec.status, rec.stream)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group()
+            g.requests += 1
             if rec.usage_known:
-                if rec.prompt_tokens:
-                    counts[(self.tokens, m, p, "prompt")] += rec.prompt_tokens
-                if rec.completion_tokens:
-                    counts[(self.tokens, m, p, "completion")] += rec.completion_tokens
-                if rec.cached_tokens:
-                    counts[(self.tokens, m, p, "cached")] += rec.cached_tokens
+                g.prompt += rec.prompt_tokens
+                g.completion += rec.completion_tokens
+                g.cached += rec.cached_tokens
             if rec.cost_usd is not None:
-                counts[(self.cost, m, p)] += rec.cost_usd
+                g.cost += rec.cost_usd
             elif rec.status == 200 and rec.usage_known:
-                counts[(self.unpriced_calls, m, p)] += 1
+                g.unpriced += 1
             if rec.client_disconnected:
-                counts[(self.disconnects, p)] += 1
-            self._child(self.latency, p, "true" if rec.stream else "false").observe(rec.latency_ms / 1000)
+                g.disconnects += 1
+            g.latencies.append(rec.latency_ms)
             if rec.ttfb_ms is not None:
-                self._child(self.ttfb, p).observe(rec.ttfb_ms / 1000)
-        for (metric, *labels), n in counts.items():
-            self._child(metric, *labels).inc(n)
+                g.ttfbs.append(rec.ttfb_ms)
+        for (m, p, endpoint, status, stream), g in groups.items():
+            self._child(self.requests, m, p, endpoint, str(status)).inc(g.requests)
+            for kind, n in (("prompt", g.prompt), ("completion", g.completion), ("cached", g.cached)):
+                if n:
+                    self._child(self.tokens, m, p, kind).inc(n)
+            if g.cost:
+                self._child(self.cost, m, p).inc(g.cost)
+            if g.unpriced:
+                self._child(self.unpriced_calls, m, p).inc(g.unpriced)
+            if g.disconnects:
+                self._child(self.disconnects, p).inc(g.disconnects)
+            observe = self._child(self.latency, p, "true" if stream else "false").observe
+            for ms in g.latencies:
+                observe(ms / 1000)
+            if g.ttfbs:
+                observe = self._child(self.ttfb, p).observe
+                for ms in g.ttfbs:
+                    observe(ms / 1000)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
