@@ -62,3 +62,19 @@ async def test_metrics_sum_a_batch_of_many_requests_per_series(gw_openai: Runnin
     assert value(text, ok) == 30
     assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="false"}') == 30
     assert value(text, 'unigate_tokens_total{kind="prompt",model="openai/gpt-4o-mini",provider="openai"}') == 30 * 12
+
+
+async def test_a_priced_zero_cost_still_exports_its_cost_series() -> None:
+    from unigate.accounting.ledger import Ledger, UsageRecord
+    from unigate.telemetry.metrics import Metrics
+
+    ledger = Ledger()
+    metrics = Metrics(ledger)
+    rec = UsageRecord(request_id="r", endpoint="chat", model="local/smollm2", provider="local", status=200)
+    rec.set_usage({"prompt_tokens": 5, "completion_tokens": 2})
+    rec.cost_usd, rec.priced = 0.0, True
+    ledger.add(rec)
+    await ledger.flush()
+    text = metrics.render().decode()
+    assert value(text, 'unigate_cost_usd_total{model="local/smollm2",provider="local"}') == 0.0
+    assert 'unigate_unpriced_calls_total{model="local/smollm2"' not in text

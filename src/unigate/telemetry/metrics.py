@@ -23,7 +23,7 @@ class _Group:
 
     def __init__(self) -> None:
         self.requests = self.prompt = self.completion = self.cached = self.unpriced = self.disconnects = 0
-        self.cost = 0.0
+        self.cost: float | None = None
         self.latencies: list[float] = []
         self.ttfbs: list[float] = []
 
@@ -64,7 +64,7 @@ class Metrics:
                 g.completion += rec.completion_tokens
                 g.cached += rec.cached_tokens
             if rec.cost_usd is not None:
-                g.cost += rec.cost_usd
+                g.cost = (g.cost or 0.0) + rec.cost_usd
             elif rec.status == 200 and rec.usage_known:
                 g.unpriced += 1
             if rec.client_disconnected:
@@ -77,7 +77,7 @@ class Metrics:
             for kind, n in (("prompt", g.prompt), ("completion", g.completion), ("cached", g.cached)):
                 if n:
                     self._child(self.tokens, m, p, kind).inc(n)
-            if g.cost:
+            if g.cost is not None:  # a priced $0 (a local model) still shows its series
                 self._child(self.cost, m, p).inc(g.cost)
             if g.unpriced:
                 self._child(self.unpriced_calls, m, p).inc(g.unpriced)
