@@ -78,3 +78,49 @@ async def test_a_priced_zero_cost_still_exports_its_cost_series() -> None:
     text = metrics.render().decode()
     assert value(text, 'unigate_cost_usd_total{model="local/smollm2",provider="local"}') == 0.0
     assert 'unigate_unpriced_calls_total{model="local/smollm2"' not in text
+
+
+async def test_one_batch_sums_every_series_per_label_set() -> None:
+    """Mixed records in one flush: each series gets its group's sums (priced, unpriced, without
+    usage, errors, streams with a time to first byte, a client that left)."""
+    from unigate.accounting.ledger import Ledger, UsageRecord
+    from unigate.telemetry.metrics import Metrics
+
+    ledger = Ledger()
+    metrics = Metrics(ledger)
+
+    def rec(model: str, status: int = 200, stream: bool = False, usage: dict[str, int] | None = None,
+            cost: float | None = None, latency: float = 10.0, ttfb: float | None = None, gone: bool = False) -> UsageRecord:
+        r = UsageRecord(request_id="r", endpoint="chat", model=model, provider="p", stream=stream, status=status)
+        r.set_usage(usage)
+        if cost is not None:
+            r.cost_usd, r.priced = cost, True
+        r.latency_ms, r.ttfb_ms, r.client_disconnected = latency, ttfb, gone
+        return r
+
+    u = {"prompt_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 4}}
+    for r in [rec("a", usage=u, cost=0.5), rec("a", usage=u, cost=0.25), rec("a", usage=u),  # one unpriced
+              rec("a", status=502),  # an error: no usage, not unpriced
+              rec("a", stream=True, usage=u, cost=1.0, latency=300.0, ttfb=20.0),
+              rec("a", stream=True, latency=4.0, ttfb=2.0, gone=True),  # left before the usage
+              rec("b", usage=u)]:
+        ledger.add(r)
+    await ledger.flush()
+    text = metrics.render().decode()
+    req = 'unigate_requests_total{endpoint="chat",model="%s",provider="p",status="%s"}'
+    assert value(text, req % ("a", "200")) == 5 and value(text, req % ("a", "502")) == 1 and value(text, req % ("b", "200")) == 1
+    assert value(text, 'unigate_tokens_total{kind="prompt",model="a",provider="p"}') == 40
+    assert value(text, 'unigate_tokens_total{kind="completion",model="a",provider="p"}') == 12
+    assert value(text, 'unigate_tokens_total{kind="cached",model="a",provider="p"}') == 16
+    assert value(text, 'unigate_cost_usd_total{model="a",provider="p"}') == 1.75
+    assert value(text, 'unigate_unpriced_calls_total{model="a",provider="p"}') == 1
+    assert value(text, 'unigate_unpriced_calls_total{model="b",provider="p"}') == 1
+    assert 'unigate_cost_usd_total{model="b"' not in text
+    assert value(text, 'unigate_client_disconnects_total{provider="p"}') == 1
+    assert value(text, 'unigate_request_duration_seconds_count{provider="p",stream="false"}') == 5
+    assert value(text, 'unigate_request_duration_seconds_count{provider="p",stream="true"}') == 2
+    assert value(text, 'unigate_request_duration_seconds_sum{provider="p",stream="true"}') == 0.304
+    assert value(text, 'unigate_request_duration_seconds_bucket{le="0.005",provider="p",stream="true"}') == 1
+    assert value(text, 'unigate_time_to_first_byte_seconds_count{provider="p"}') == 2
+    assert value(text, 'unigate_time_to_first_byte_seconds_bucket{le="0.005",provider="p"}') == 1
+    assert value(text, 'unigate_time_to_first_byte_seconds_bucket{le="0.025",provider="p"}') == 2

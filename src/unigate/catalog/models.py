@@ -16,7 +16,7 @@ the `anthropic/claude-3-5-haiku-latest` entry because genai-prices maps both to 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib import resources
@@ -56,6 +56,9 @@ GP_PROVIDERS: dict[str, str] = {
 _MAX_CACHE = 4096  # lookups come from configured model names; the bound only guards against misuse
 
 
+_CHAT_FEATURES = ("tools", "json_schema", "vision", "streaming")
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     id: str  # "provider/model"
@@ -76,6 +79,13 @@ class ModelInfo:
     price_source: str = ""
     source: str = ""
     deprecated: bool = False
+    #: the chat features the catalog knows this model lacks: check_capabilities looks no further
+    #: when it is empty (most models), so a chat request pays one attribute test
+    chat_denied: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        denied = frozenset(c for c in _CHAT_FEATURES if self.supports(c) is False)
+        object.__setattr__(self, "chat_denied", denied)
 
     def supports(self, cap: str) -> bool | None:
         """True / False, or None when the catalog does not know."""
@@ -359,18 +369,21 @@ def check_capabilities(body: Mapping[str, Any], info: ModelInfo | None, endpoint
         return
     if is_embed_model:
         raise _refuse(info, "chat or text completions (it is an embeddings model)", "model", "use /v1/embeddings")
+    denied = info.chat_denied
+    if not denied:
+        return
     tools = body.get("tools") or body.get("functions")
-    if tools and info.supports("tools") is False:
+    if tools and "tools" in denied:
         raise _refuse(info, "tools (function calling)", "tools", "remove `tools` or pick a model that supports them")
     rf = body.get("response_format")
-    if isinstance(rf, dict) and rf.get("type") == "json_schema" and info.supports("json_schema") is False:
+    if isinstance(rf, dict) and rf.get("type") == "json_schema" and "json_schema" in denied:
         raise _refuse(
             info, "structured output (response_format json_schema)", "response_format",
             "use response_format {\"type\": \"json_object\"} or a model that supports json_schema",
         )
-    if info.supports("vision") is False and _has_image(body.get("messages")):
+    if "vision" in denied and _has_image(body.get("messages")):
         raise _refuse(info, "image input", "messages", "send text only or pick a vision model")
-    if body.get("stream") and info.supports("streaming") is False:
+    if body.get("stream") and "streaming" in denied:
         raise _refuse(info, "streaming", "stream", "set stream to false")
 
 

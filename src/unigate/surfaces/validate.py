@@ -43,10 +43,6 @@ def _is_int(v: Any) -> bool:
     return type(v) is int
 
 
-def _is_num(v: Any) -> bool:
-    return type(v) is int or type(v) is float
-
-
 def require_model(body: JSON) -> str:
     model = body.get("model")
     if model is None:
@@ -57,13 +53,13 @@ def require_model(body: JSON) -> str:
 
 
 def _check_optional(body: JSON) -> None:
-    # walk the body's few keys, not the rule table: most requests set three or four of these
-    for name, v in body.items():
-        rule = _OPTIONAL.get(name)
-        if rule is None or v is None:
+    # only the keys the body has (a C-level set intersection): most requests set two or three
+    for name in _OPTIONAL_KEYS.intersection(body):
+        v = body[name]
+        if v is None:
             continue
-        pred, expected, rng = rule
-        if not pred(v):
+        types, expected, rng = _OPTIONAL[name]
+        if type(v) not in types:  # JSON gives exact types (and bool is not an int here)
             raise _bad_type(name, expected, v)
         if rng is not None and not (rng[0] <= v <= rng[1]):
             raise InvalidRequest(
@@ -73,43 +69,33 @@ def _check_optional(body: JSON) -> None:
             )
 
 
-def _is_bool(v: Any) -> bool:
-    return type(v) is bool
+_BOOL, _INT, _NUM = frozenset({bool}), frozenset({int}), frozenset({int, float})
+_STR, _LIST, _DICT = frozenset({str}), frozenset({list}), frozenset({dict})
 
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _is_list(v: Any) -> bool:
-    return isinstance(v, list)
-
-
-def _is_dict(v: Any) -> bool:
-    return isinstance(v, dict)
-
-
-#: param -> (predicate, what is expected, (min, max) or None)
-_OPTIONAL: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
-    "stream": (_is_bool, "a boolean", None),
-    "n": (_is_int, "an integer", (1, 128)),
-    "max_tokens": (_is_int, "an integer", (0, 10_000_000)),
-    "max_completion_tokens": (_is_int, "an integer", (0, 10_000_000)),
-    "temperature": (_is_num, "a number", (0, 2)),
-    "top_p": (_is_num, "a number", (0, 1)),
-    "presence_penalty": (_is_num, "a number", (-2, 2)),
-    "frequency_penalty": (_is_num, "a number", (-2, 2)),
-    "seed": (_is_int, "an integer", None),
-    "logprobs": (_is_bool, "a boolean", None),
-    "top_logprobs": (_is_int, "an integer", (0, 20)),
-    "user": (_is_str, "a string", None),
-    "tools": (_is_list, "an array", None),
-    "stream_options": (_is_dict, "an object", None),
-    "response_format": (_is_dict, "an object", None),
-    "logit_bias": (_is_dict, "an object", None),
-    "metadata": (_is_dict, "an object", None),
-    "parallel_tool_calls": (_is_bool, "a boolean", None),
+#: param -> (the JSON types it may have, what is expected, (min, max) or None)
+_OPTIONAL: dict[str, tuple[frozenset[type], str, tuple[float, float] | None]] = {
+    "stream": (_BOOL, "a boolean", None),
+    "n": (_INT, "an integer", (1, 128)),
+    "max_tokens": (_INT, "an integer", (0, 10_000_000)),
+    "max_completion_tokens": (_INT, "an integer", (0, 10_000_000)),
+    "temperature": (_NUM, "a number", (0, 2)),
+    "top_p": (_NUM, "a number", (0, 1)),
+    "presence_penalty": (_NUM, "a number", (-2, 2)),
+    "frequency_penalty": (_NUM, "a number", (-2, 2)),
+    "seed": (_INT, "an integer", None),
+    "logprobs": (_BOOL, "a boolean", None),
+    "top_logprobs": (_INT, "an integer", (0, 20)),
+    "user": (_STR, "a string", None),
+    "tools": (_LIST, "an array", None),
+    "stream_options": (_DICT, "an object", None),
+    "response_format": (_DICT, "an object", None),
+    "logit_bias": (_DICT, "an object", None),
+    "metadata": (_DICT, "an object", None),
+    "parallel_tool_calls": (_BOOL, "a boolean", None),
 }
+_OPTIONAL_KEYS = frozenset(_OPTIONAL)
+#: roles whose message needs nothing beyond a string `content` (the usual chat message)
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 
 def validate_chat(body: JSON) -> None:
@@ -121,7 +107,17 @@ def validate_chat(body: JSON) -> None:
         raise _bad_type("messages", "an array", msgs)
     if not msgs:
         raise InvalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1.", param="messages", code="empty_array")
-    for i, m in enumerate(msgs):
+    # the usual messages pass here; anything else (a non-object, an unhashable role, parts,
+    # tool calls) gets the detailed walk below, which names what is wrong
+    plain = True
+    try:
+        for m in msgs:
+            if m.get("role") not in _PLAIN_ROLES or type(m.get("content")) is not str:
+                plain = False
+                break
+    except (AttributeError, TypeError):
+        plain = False
+    for i, m in enumerate(() if plain else msgs):
         if type(m) is not dict:
             raise _bad_type(f"messages[{i}]", "an object", m)
         role = m.get("role")
