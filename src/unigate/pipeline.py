@@ -132,10 +132,10 @@ class Gateway:
                 raise dep.adapter.error(status, data, up.headers, dep)
         rec.status = 200
         a = dep.adapter
+        relay = a.passthrough and egress.relay_openai
         try:
             if a.passthrough:
                 obj = orjson.loads(data)
-                out = data if egress.relay_openai else b""
             elif endpoint == "embeddings":
                 obj = a.embeddings_response(data, dep)
                 if body.get("encoding_format") == "base64":
@@ -144,8 +144,8 @@ class Gateway:
                 obj = a.chat_response(data, dep)
         except (ValueError, KeyError, TypeError) as e:
             raise UpstreamUnavailable(f"{dep.provider.id}: unreadable upstream response ({e})", provider=dep.provider.id) from None
-        if not (a.passthrough and egress.relay_openai):
-            out = egress.encode_json(obj)
+        # an OpenAI-format answer goes out byte for byte: it is parsed only for its usage
+        out = data if relay else egress.encode_json(obj)
         headers = _headers(rid, dep, req)
         if isinstance(obj, dict):
             rec.set_usage(obj.get("usage"))

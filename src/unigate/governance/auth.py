@@ -22,6 +22,8 @@ MASTER = Principal(key_id="master", is_master=True)
 class Authenticator:
     def __init__(self, master_key: str | None) -> None:
         self._master = master_key.encode() if master_key else None
+        #: the header most clients send, whole: one constant-time compare settles them
+        self._master_bearer = b"Bearer " + self._master if self._master else None
 
     @property
     def enabled(self) -> bool:
@@ -30,6 +32,9 @@ class Authenticator:
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         if self._master is None:
             return ANONYMOUS  # loopback-only mode, enforced at bind time
+        auth = headers.get("Authorization")
+        if auth is not None and hmac.compare_digest(auth.encode(errors="surrogateescape"), self._master_bearer):  # type: ignore[arg-type]
+            return MASTER
         key = bearer_or_api_key(headers)
         if key is None:
             raise Unauthenticated(
