@@ -40,7 +40,7 @@ class Authenticator:
             raise Unauthenticated(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
             )
-        if hmac.compare_digest(key.encode(), self._master):
+        if hmac.compare_digest(key.encode(errors="surrogateescape"), self._master):
             return MASTER
         raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
 
