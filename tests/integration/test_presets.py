@@ -157,3 +157,32 @@ def test_cli_providers_lists_every_preset(monkeypatch: pytest.MonkeyPatch, capsy
     listed = {line.split()[0] for line in lines[1:] if line.strip()}
     assert set(PRESETS) <= listed
     assert lines[0].split()[:2] == ["PROVIDER", "DIALECT"]
+
+
+class CookieSettingOpenAI(AnyPrefixOpenAI):
+    """Sets a cookie on every answer, as OpenAI's edge (Cloudflare `__cf_bm`) does."""
+
+    def setup(self, app: web.Application) -> None:
+        super().setup(app)
+
+        async def add_cookie(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers["Set-Cookie"] = "__cf_bm=tenant-a-session; Path=/; HttpOnly"
+
+        app.on_response_prepare.append(add_cookie)
+
+
+async def test_upstream_cookies_are_never_sent_back(start_gateway: GatewayFactory) -> None:
+    """One pooled session serves every client: a cookie an upstream set while answering one
+    client's call must not ride along on the next call (another tenant's) to that upstream."""
+    fake = CookieSettingOpenAI()
+    await fake.start()
+    try:
+        # by name: aiohttp's default jar ignores cookies from IP-address hosts (not from real providers)
+        base = fake.url.replace("127.0.0.1", "localhost") + "/v1"
+        gw = await start_gateway(env={"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": base})
+        for _ in range(2):
+            await client(gw.url).chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
+        assert len(fake.requests) == 2
+        assert all("Cookie" not in r.headers for r in fake.requests)
+    finally:
+        await fake.stop()

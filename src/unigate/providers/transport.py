@@ -39,6 +39,9 @@ class Transport:
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300),
                 headers=DEFAULT_HEADERS,
                 auto_decompress=True,
+                # one session serves every client: a cookie one call's upstream set (Cloudflare's
+                # __cf_bm on OpenAI) must not be sent on the next call, which may be another tenant's
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
