@@ -65,22 +65,14 @@ def list_models(gw: Gateway) -> list[dict[str, Any]]:
     return out
 
 
-#: Young-generation collections walk every object of the requests in flight (~2,500 at 50
-#: connections), however few were allocated since the last one: at the default 700 the server
-#: spent ~8 % of its time collecting at saturation, at 7,000 ~1 % (docs/decisions.md 12).
-GC_GEN0_THRESHOLD = 7000
-
-
 def settle_heap() -> None:
     """Move everything alive after start-up (config, catalog, price tables: ~70k objects) out of
     the garbage collector's reach. Without this every full collection walks them all (~15 ms
     here, a pause for every request in flight) although they live as long as the process;
-    bench/ measured 0.61 -> 0.73 x the floor's requests/s from this alone. Then collect the
-    young generation less often (GC_GEN0_THRESHOLD)."""
+    bench/ measured 0.61 -> 0.73 x the floor's requests/s from this alone."""
     t0 = time.perf_counter()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     log.debug("heap settled in %.1f ms: %d objects frozen", (time.perf_counter() - t0) * 1000, gc.get_freeze_count())
 
 
