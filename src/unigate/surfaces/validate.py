@@ -55,18 +55,28 @@ def require_model(body: JSON) -> str:
 def _check_optional(body: JSON) -> None:
     # only the keys the body has (a C-level set intersection): most requests set two or three
     for name in _OPTIONAL_KEYS.intersection(body):
-        v = body[name]
-        if v is None:
-            continue
-        types, expected, rng = _OPTIONAL[name]
-        if type(v) not in types:  # JSON gives exact types (and bool is not an int here)
-            raise _bad_type(name, expected, v)
-        if rng is not None and not (rng[0] <= v <= rng[1]):
-            raise InvalidRequest(
-                f"Invalid value for '{name}': {v} is outside the range [{rng[0]}, {rng[1]}].",
-                param=name,
-                code="invalid_value",
-            )
+        if _optional_error(name, body[name]) is not None:
+            # a set has no stable order: name the body's first bad parameter, as the body orders them
+            for first in body:
+                if first in _OPTIONAL_KEYS:
+                    err = _optional_error(first, body[first])
+                    if err is not None:
+                        raise err
+
+
+def _optional_error(name: str, v: Any) -> InvalidRequest | None:
+    if v is None:
+        return None
+    types, expected, rng = _OPTIONAL[name]
+    if type(v) not in types:  # JSON gives exact types (and bool is not an int here)
+        return _bad_type(name, expected, v)
+    if rng is not None and not (rng[0] <= v <= rng[1]):
+        return InvalidRequest(
+            f"Invalid value for '{name}': {v} is outside the range [{rng[0]}, {rng[1]}].",
+            param=name,
+            code="invalid_value",
+        )
+    return None
 
 
 _BOOL, _INT, _NUM = frozenset({bool}), frozenset({int}), frozenset({int, float})
