@@ -70,6 +70,15 @@ def drive(port: int, path: str, body: bytes, n: int, conns: int, expect_len: int
         raise RuntimeError(f"{len(errors)} failed connections, first: {errors[0]}")
 
 
+def request_of(rig: Rig, peer: str, mode: str) -> tuple[str, bytes, int]:
+    """The path, body and expected answer length of one `mode` ("json" or "stream") request
+    through `peer` to the instant mock (every peer relays the mock's bytes unchanged)."""
+    stream = mode == "stream"
+    t = rig.target(peer, "fast", stream)
+    expect = len(payloads.sse_stream() if stream else payloads.completion_json())
+    return "/" + t.url.split("/", 3)[3], t.body.read_bytes(), expect
+
+
 def callgrind_total(path: Path) -> int:
     text = path.read_text(errors="replace")
     m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
@@ -103,13 +112,7 @@ def measure(rig: Rig, procs: Procs, peer: str, tool: str, modes: list[str], a: a
     pid = p.proc.pid
     try:
         for mode in modes:
-            stream = mode == "stream"
-            t = rig.target(peer, "fast", stream)
-            path = "/" + t.url.split("/", 3)[3]
-            body = t.body.read_bytes()
-            expect = len(payloads.sse_stream() if stream else payloads.completion_json())
-            if not stream and peer.startswith("unigate"):
-                expect = len(payloads.completion_json())  # relayed byte for byte
+            path, body, expect = request_of(rig, peer, mode)
             drive(p.port, path, body, a.warmup, a.conns, expect)
             rec: dict[str, Any] = {"peer": peer, "mode": mode, "tool": tool, "requests": a.requests, "conns": a.conns}
             if tool == "callgrind":

@@ -75,8 +75,7 @@ def serve(dump: str, argv: list[str]) -> None:
 # ---------------------------------------------------------------- the driver
 
 def measure(peer: str, modes: list[str], a: argparse.Namespace, work: Path) -> dict[str, dict[tuple[str, str], float]]:
-    import payloads
-    from cost import drive
+    from cost import drive, request_of
     from peers import Rig
     from procs import Procs
 
@@ -90,11 +89,7 @@ def measure(peer: str, modes: list[str], a: argparse.Namespace, work: Path) -> d
                            ready_timeout=120)
         assert p.proc is not None
         for mode in modes:
-            stream = mode == "stream"
-            t = rig.target(peer, "fast", stream)
-            path = "/" + t.url.split("/", 3)[3]
-            body = t.body.read_bytes()
-            expect = len(payloads.sse_stream() if stream else payloads.completion_json())
+            path, body, expect = request_of(rig, peer, mode)
             drive(p.port, path, body, a.warmup, a.conns, expect)
             dump.unlink(missing_ok=True)
             os.kill(p.proc.pid, signal.SIGUSR1)
