@@ -8,16 +8,17 @@ import gc
 import logging
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import orjson
 from aiohttp import web
 
+from unigate import httpserver, redact
 from unigate.accounting.ledger import Ledger
 from unigate.config import Config
 from unigate.governance.auth import Authenticator
 from unigate.pipeline import Gateway
-from unigate.providers.base import Deployment
+from unigate.providers.base import Deployment, Provider
 from unigate.providers.registry import build_providers
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
@@ -32,6 +33,7 @@ GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 def build_gateway(cfg: Config, env: Mapping[str, str] | None = None) -> Gateway:
     env = os.environ if env is None else env
     providers = build_providers(cfg, env)
+    register_secrets(cfg, providers.values())
     extra: list[Deployment] = []
     if cfg.local.enabled:
         from unigate.providers.local import local_deployments
@@ -39,6 +41,31 @@ def build_gateway(cfg: Config, env: Mapping[str, str] | None = None) -> Gateway:
         extra.extend(local_deployments(cfg))
     router = Router(cfg, providers, extra)
     return Gateway(cfg=cfg, router=router, transport=Transport(), ledger=Ledger(), auth=Authenticator(cfg.server.master_key))
+
+
+def register_secrets(cfg: Config, providers: Iterable[Provider]) -> None:
+    """Tell `redact` what no client-visible text may contain: every credential the gateway holds
+    and the host of every upstream that is not a provider's public default."""
+    from yarl import URL
+
+    redact.register_secret(cfg.server.master_key)
+    for p in providers:
+        redact.register_secret(p.api_key)
+        for name, value in p.headers.items():
+            if name.lower() not in _PLAIN_HEADERS:
+                redact.register_secret(value.removeprefix("Bearer "))
+        for name, value in p.options.items():
+            if isinstance(value, str) and any(w in name.lower() for w in ("key", "secret", "token", "password")):
+                redact.register_secret(value)
+        if p.base_url.rstrip("/") != p.preset.base_url.rstrip("/"):
+            url = URL(p.base_url)
+            if url.host:
+                redact.register_host(f"{url.host}:{url.port}" if url.explicit_port else url.host)
+                redact.register_host(url.host)
+
+
+#: provider headers that hold no secret
+_PLAIN_HEADERS = frozenset({"content-type", "anthropic-version", "user-agent", "accept"})
 
 
 def list_models(gw: Gateway) -> list[dict[str, Any]]:
@@ -79,6 +106,7 @@ def settle_heap() -> None:
 def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap: bool = False) -> web.Application:
     """`freeze_heap`: call settle_heap() once the catalog is loaded (the server does; tests that
     build many apps in one process do not)."""
+    httpserver.install()
     gw = build_gateway(cfg, env)
     app = web.Application(client_max_size=cfg.server.max_body_bytes, handler_args={"max_field_size": 16384})
     app[GATEWAY_KEY] = gw

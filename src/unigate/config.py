@@ -108,6 +108,14 @@ class ServerConfig(_Strict):
     workers: int = 1
     master_key: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    #: an upstream's answer larger than this is refused with a 502 (big embedding batches fit)
+    max_upstream_body_bytes: int = 128 * 1024 * 1024
+    #: of an upstream's error body only this much is read (its message is cut further)
+    max_upstream_error_bytes: int = 64 * 1024
+    #: one event of an upstream stream (an SSE event, a Bedrock frame) may be this large
+    max_stream_event_bytes: int = 16 * 1024 * 1024
+    #: nesting of a request's JSON beyond this is a 400 (it could not be forwarded intact)
+    max_json_depth: int = 64
     #: on SIGTERM, in-flight requests and streams get this long to finish.
     shutdown_timeout: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -122,6 +130,20 @@ class Config(_Strict):
     local: LocalConfig = LocalConfig()
     timeouts: Timeouts = Timeouts()
     source: str = "<defaults>"
+
+
+#: characters a model name may not hold: controls, whitespace, and what ends or escapes a URL path
+_BAD_MODEL_CHAR = re.compile(r"[\x00-\x20\x7f?#%\\]")
+
+
+def model_name_problem(model: str) -> str | None:
+    """Why `model` (the part after `provider/`) cannot be sent upstream, or None. Several dialects
+    put it in the upstream URL's path (Gemini, Bedrock, Azure): a name that could leave its path
+    segment (`../../v1beta/cachedContents#`) would send the operator's key elsewhere."""
+    if _BAD_MODEL_CHAR.search(model) or any(seg in ("", ".", "..") for seg in model.split("/")):
+        return ("it may not contain spaces, control characters, '?', '#', '%' or '\\', nor empty, "
+                "'.' or '..' path segments")
+    return None
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -183,6 +205,9 @@ def _check(cfg: Config, where: str) -> None:
     for i, d in enumerate(cfg.deployments):
         if "/" not in d.model:
             raise ConfigError(f"{where}: $.deployments[{i}].model: expected '<provider>/<model>', got {d.model!r}")
+        problem = model_name_problem(d.model.partition("/")[2])
+        if problem:
+            raise ConfigError(f"{where}: $.deployments[{i}].model: {problem}")
         if d.weight <= 0:
             raise ConfigError(f"{where}: $.deployments[{i}].weight: must be > 0")
     s = cfg.server
@@ -190,8 +215,11 @@ def _check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: $.server.port: must be 1..65535, got {s.port}")
     if s.workers < 1:
         raise ConfigError(f"{where}: $.server.workers: must be >= 1")
-    if s.max_body_bytes < 1024:
-        raise ConfigError(f"{where}: $.server.max_body_bytes: must be at least 1024")
+    for name in ("max_body_bytes", "max_upstream_body_bytes", "max_upstream_error_bytes", "max_stream_event_bytes"):
+        if getattr(s, name) < 1024:
+            raise ConfigError(f"{where}: $.server.{name}: must be at least 1024")
+    if not 8 <= s.max_json_depth <= 200:
+        raise ConfigError(f"{where}: $.server.max_json_depth: must be 8..200 (orjson writes at most 255 levels)")
     for name, targets in cfg.aliases.items():
         if not targets:
             raise ConfigError(f"{where}: $.aliases.{name}: needs at least one target")

@@ -21,9 +21,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import orjson
+
+from unigate.redact import client_text
+
+#: the longest wait a Retry-After may ask of a client (an upstream's `inf` or 1e400 becomes this)
+MAX_RETRY_AFTER = 86400.0
 
 
 class GatewayError(Exception):
@@ -45,7 +51,7 @@ class GatewayError(Exception):
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
-        self.retry_after = retry_after
+        self.retry_after = sane_retry_after(retry_after)
         self.http_status = status if status is not None else self.status
 
     def body(self) -> dict[str, Any]:
@@ -58,6 +64,14 @@ class GatewayError(Exception):
         if self.retry_after is None:
             return {}
         return {"Retry-After": str(max(0, int(self.retry_after + 0.999)))}
+
+
+def sane_retry_after(v: float | None) -> float | None:
+    """A wait in seconds a client can be told, or None: NaN and negatives are no advice, and
+    infinity or an absurd value is capped rather than passed on (int(inf) would raise)."""
+    if v is None or math.isnan(v):
+        return None
+    return min(max(v, 0.0), MAX_RETRY_AFTER)
 
 
 class InvalidRequest(GatewayError):
@@ -119,7 +133,9 @@ class ServiceUnavailable(GatewayError):
 
 
 class UpstreamError(GatewayError):
-    """An error that came from (or on the way to) a provider."""
+    """An error that came from (or on the way to) a provider. Its message is the provider's
+    words as a client may see them (`redact.client_text`: bounded, no secret, no internal
+    address), whichever adapter made it."""
 
     status = 502
     type = "server_error"
@@ -127,7 +143,10 @@ class UpstreamError(GatewayError):
     fallbackable = True
 
     def __init__(self, message: str, *, provider: str = "", upstream_status: int | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
+        code = kw.get("code")
+        if code is not None:
+            kw["code"] = client_text(str(code), 100)
+        super().__init__(client_text(message), **kw)
         self.provider = provider
         self.upstream_status = upstream_status
 

@@ -24,10 +24,12 @@ from unigate import catalog
 from unigate.accounting import pricing
 from unigate.accounting.ledger import Ledger, UsageRecord
 from unigate.config import Config
-from unigate.errors import BodyTooLarge, GatewayError, UpstreamTimeout, UpstreamUnavailable
+from unigate.errors import (BodyTooLarge, GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout,
+                            UpstreamUnavailable, upstream_error_for_status)
 from unigate.governance.auth import Authenticator, Principal
 from unigate.providers.base import JSON, NOT_LOOKED_UP, Deployment, UpstreamRequest
-from unigate.providers.transport import Transport
+from unigate.providers.openai_compat import error_message
+from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
 from unigate.routing.router import Router
 from unigate.egress import OPENAI, Egress, StreamEncoder
 from unigate.streams import CLIENT_GONE, embeddings_to_base64, relay_openai_stream, translate_stream
@@ -37,6 +39,10 @@ log = logging.getLogger("unigate.pipeline")
 
 JSON_CT = "application/json"
 _CLIENT_GONE = CLIENT_GONE
+#: what a translator raises on an upstream answer of the wrong shape (a 502, never a 500)
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+#: the part of a JSON answer that must have this type for the relay to pass it on untouched
+_RELAY_SHAPE = {"chat": ("choices", list), "completions": ("choices", list), "embeddings": ("data", list)}
 
 
 @dataclass(slots=True)
@@ -122,30 +128,38 @@ class Gateway:
     async def _call_json(self, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str,
                          egress: Egress) -> web.Response:
         req = self._build(body, dep, endpoint, stream=False)
-        async with self.transport.open(req, dep.timeouts, dep.provider.id) as up:
+        pid, limits = dep.provider.id, self.cfg.server
+        async with self.transport.open(req, dep.timeouts, pid) as up:
             try:
-                data = await up.read()
+                status = up.status
+                if status >= 400:
+                    raise self.upstream_error(dep, up, await read_prefix(up, limits.max_upstream_error_bytes))
+                data = await read_limited(up, limits.max_upstream_body_bytes)
             except asyncio.TimeoutError:
-                raise UpstreamTimeout(f"{dep.provider.id}: the upstream did not finish in time", provider=dep.provider.id) from None
-            status = up.status
-            if status >= 400:
-                raise dep.adapter.error(status, data, up.headers, dep)
+                raise UpstreamTimeout(f"{pid}: the upstream did not finish in time", provider=pid) from None
+            except BodyTooLong:
+                raise UpstreamUnavailable(f"{pid}: the upstream's answer is larger than the gateway's limit of "
+                                          f"{limits.max_upstream_body_bytes} bytes", provider=pid) from None
         rec.status = 200
         a = dep.adapter
         relay = a.passthrough and egress.relay_openai
         try:
             if a.passthrough:
                 obj = orjson.loads(data)
+                field, kind = _RELAY_SHAPE[endpoint]
+                if not isinstance(obj, dict) or not isinstance(obj.get(field), kind):
+                    raise ValueError(f"no {field!r} list")
             elif endpoint == "embeddings":
                 obj = a.embeddings_response(data, dep)
                 if body.get("encoding_format") == "base64":
                     embeddings_to_base64(obj)
             else:
                 obj = a.chat_response(data, dep)
-        except (ValueError, KeyError, TypeError) as e:
-            raise UpstreamUnavailable(f"{dep.provider.id}: unreadable upstream response ({e})", provider=dep.provider.id) from None
-        # an OpenAI-format answer goes out byte for byte: it is parsed only for its usage
-        out = data if relay else egress.encode_json(obj)
+            # an OpenAI-format answer goes out byte for byte: it is parsed only for its usage
+            out = data if relay else egress.encode_json(obj)
+        except MALFORMED as e:
+            rec.status = 502
+            raise UpstreamUnavailable(f"{pid}: unreadable upstream response ({e})", provider=pid) from None
         headers = _headers(rid, dep, req)
         if isinstance(obj, dict):
             rec.set_usage(obj.get("usage"))
@@ -158,36 +172,49 @@ class Gateway:
                            endpoint: str, egress: Egress) -> web.StreamResponse:
         req = self._build(body, dep, endpoint, stream=True)
         encoder = egress.stream_encoder(body)
+        pid, limits = dep.provider.id, self.cfg.server
         t0 = time.perf_counter()
-        async with self.transport.open(req, dep.timeouts, dep.provider.id) as up:
+        async with self.transport.open(req, dep.timeouts, pid) as up:
             if up.status >= 400:
-                raise dep.adapter.error(up.status, await up.read(), up.headers, dep)
+                raise self.upstream_error(dep, up, await read_prefix(up, limits.max_upstream_error_bytes))
+            if up.content_type != dep.adapter.stream_content_type:
+                # a 200 that is not a stream (often an error object): nothing reached the client
+                # yet, so it is an error response, and another deployment may still be tried
+                said, _ = error_message(await read_prefix(up, limits.max_upstream_error_bytes))
+                raise UpstreamUnavailable(f"{pid}: the upstream answered a stream request with {up.content_type!r}"
+                                          f", not an event stream{f': {said}' if said else ''}", provider=pid)
             # From here on the client has a 200 and an event stream: no more fallback, and
-            # failures become an error event in the stream.
+            # every failure becomes one error event in the stream, then a clean end.
             resp = web.StreamResponse(headers={**SSE_HEADERS, **_headers(rid, dep, req)})
             await resp.prepare(request)
             rec.status = 200
             try:
                 if dep.adapter.passthrough and egress.relay_openai:
-                    if not await relay_openai_stream(up, resp, validate.wants_usage(body), rec, t0):
+                    if not await relay_openai_stream(up, resp, validate.wants_usage(body), rec, t0,
+                                                     limits.max_stream_event_bytes):
                         await resp.write(encoder.finish(None))
                 else:
-                    await translate_stream(up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0)
+                    guard = limits.max_stream_event_bytes if dep.adapter.stream_content_type == SSE_CT else None
+                    await translate_stream(up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0, guard)
             except _CLIENT_GONE:
                 rec.client_disconnected = True
                 return resp
-            except (asyncio.TimeoutError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-                err: GatewayError = (UpstreamTimeout if isinstance(e, asyncio.TimeoutError) else UpstreamUnavailable)(
-                    f"{dep.provider.id}: the upstream stream broke off ({type(e).__name__})", provider=dep.provider.id
-                )
-                await _write_stream_error(resp, encoder, err, rec)
-            except GatewayError as e:
-                await _write_stream_error(resp, encoder, e, rec)
+            except Exception as e:  # noqa: BLE001 - after the headers an error can only be an event
+                await _write_stream_error(resp, encoder, _stream_failure(e, pid, rid), rec)
         try:
             await resp.write_eof()
         except _CLIENT_GONE:
             rec.client_disconnected = True
         return resp
+
+    @staticmethod
+    def upstream_error(dep: Deployment, up: aiohttp.ClientResponse, data: bytes) -> UpstreamError:
+        """The adapter's reading of an error answer; one it cannot read is still the status."""
+        try:
+            return dep.adapter.error(up.status, data, up.headers, dep)
+        except MALFORMED:
+            return upstream_error_for_status(up.status, f"{dep.provider.id}: upstream answered HTTP {up.status}",
+                                             provider=dep.provider.id)
 
     async def _call_in_process(self, request: web.Request, rid: str, body: JSON, dep: Deployment,
                                rec: UsageRecord, endpoint: str, stream: bool, egress: Egress) -> web.StreamResponse:
@@ -239,9 +266,13 @@ class Gateway:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BodyTooLarge(f"The request body exceeds the limit of {limit} bytes.") from None
-        return validate.parse_json_object(raw)
+        except web.RequestPayloadError as e:
+            # a body that does not decode as its Content-Encoding says (gzip that is not gzip)
+            raise InvalidRequest(f"The request body could not be read: {_first_words(str(e))}.") from None
+        return validate.parse_json_object(raw, self.cfg.server.max_json_depth)
 
 
+SSE_CT = "text/event-stream"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -264,6 +295,27 @@ def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:
     if req.dropped:
         h["x-unigate-dropped-params"] = ",".join(req.dropped)
     return h
+
+
+def _stream_failure(e: Exception, pid: str, rid: str) -> GatewayError:
+    """What the client is told when a started stream fails."""
+    if isinstance(e, GatewayError):
+        return e
+    if isinstance(e, asyncio.TimeoutError):
+        return UpstreamTimeout(f"{pid}: the upstream stream stalled", provider=pid)
+    if isinstance(e, aiohttp.ClientError):
+        return UpstreamUnavailable(f"{pid}: the upstream stream broke off ({type(e).__name__})", provider=pid)
+    if isinstance(e, MALFORMED):
+        log.warning("request %s: unreadable event from %s: %s: %s", rid, pid, type(e).__name__, str(e)[:200])
+        return UpstreamUnavailable(f"{pid}: the upstream sent an unreadable stream event", provider=pid)
+    log.exception("request %s: stream from %s failed", rid, pid)
+    return GatewayError(f"Internal error in the gateway (request {rid}); the operator's log has the details.",
+                        code="internal_error")
+
+
+def _first_words(message: str) -> str:
+    # aiohttp's text is "400, message:\n  Can not decode content-encoding: gzip": the last line
+    return message.strip().rsplit("\n", 1)[-1].strip()[:100]
 
 
 async def _write_stream_error(resp: web.StreamResponse, encoder: StreamEncoder, err: GatewayError, rec: UsageRecord) -> None:

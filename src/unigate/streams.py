@@ -12,6 +12,7 @@ from aiohttp import web
 
 from unigate.accounting.ledger import UsageRecord
 from unigate.egress import StreamEncoder
+from unigate.errors import UpstreamUnavailable
 
 USAGE_MARK = b'"usage":{'
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
@@ -39,12 +40,18 @@ class _Client:
             raise ConnectionResetError("the client left before the end of the stream")
 
 
+def event_too_large(limit: int) -> UpstreamUnavailable:
+    return UpstreamUnavailable(f"an upstream stream event is larger than the gateway's limit of {limit} bytes")
+
+
 async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool,
-                              rec: UsageRecord, t0: float) -> bool:
+                              rec: UsageRecord, t0: float, max_event: int) -> bool:
     """Relay an OpenAI-format stream as it arrives, whole events at a time. Only an event
     carrying a usage object is parsed: its numbers are recorded, and the usage-only chunk the
     gateway asked for on the client's behalf is dropped unless the client asked for it too.
-    Returns whether the upstream ended with `data: [DONE]`."""
+    Other events are relayed unparsed (that is what makes the relay cheap): the upstream's
+    framing is kept, its JSON is not checked. An unfinished event over `max_event` bytes
+    raises. Returns whether the upstream ended with `data: [DONE]`."""
     client = _Client(resp, rec)
     tail = b""
     complete = b""
@@ -59,11 +66,15 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
         cut = buf.rfind(b"\n\n") + 2
         if cut < 2:
             tail = buf
+            if len(tail) > max_event:
+                raise event_too_large(max_event)
             continue
         if cut == len(buf):  # the read ended on an event boundary: no copies
             complete, tail = buf, b""
         else:
             complete, tail = buf[:cut], buf[cut:]
+            if len(tail) > max_event:
+                raise event_too_large(max_event)
         # the usage event is the last but one of a stream: look from the end
         i = complete.rfind(USAGE_MARK)
         if i >= 0:
@@ -99,20 +110,38 @@ def handle_usage(block: bytes, i: int, want_usage: bool, rec: UsageRecord) -> by
 
 
 async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any,
-                           encoder: StreamEncoder, rec: UsageRecord, t0: float) -> None:
-    """Native stream -> canonical chunks -> the client's format, one write per upstream read."""
+                           encoder: StreamEncoder, rec: UsageRecord, t0: float, max_event: int | None) -> None:
+    """Native stream -> canonical chunks -> the client's format, one write per upstream read.
+    `max_event`: for SSE upstreams, the most bytes one event may take (a decoder would buffer
+    an endless line whole); None for framed formats that bound themselves (Bedrock's)."""
     client = _Client(resp, rec)
     first = True
+    pending = 0  # bytes since the last event boundary
     async for data in up.content.iter_any():
         if first:
             rec.ttfb_ms = (time.perf_counter() - t0) * 1000
             first = False
+        if max_event is not None:
+            end = _event_end(data)
+            pending = pending + len(data) if end < 0 else len(data) - end
+            if pending > max_event:
+                raise event_too_large(max_event)
         out = b"".join(encoder.chunk(c) for c in decoder.feed(data))
         await client.write(out)
     out = b"".join(encoder.chunk(c) for c in decoder.close())
     rec.set_usage(decoder.usage)
     await client.write(out + encoder.finish(decoder.usage))
     client.raise_if_gone()
+
+
+def _event_end(data: bytes) -> int:
+    """Where the last SSE event ending in `data` ends (any of the three line endings), or -1."""
+    i = data.rfind(b"\n\n")
+    end = i + 2 if i >= 0 else -1
+    if b"\r" in data:
+        j, k = data.rfind(b"\r\n\r\n"), data.rfind(b"\r\r")
+        end = max(end, j + 4 if j >= 0 else -1, k + 2 if k >= 0 else -1)
+    return end
 
 
 def embeddings_to_base64(obj: dict[str, Any]) -> None:

@@ -232,7 +232,7 @@ def test_error_mapping(status: int, etype: str, cls: type[UpstreamError], out_st
     if status == 429:
         assert err.retry_after == 3
     html = AnthropicAdapter().error(502, b"<html>bad gateway</html>", {}, dep())
-    assert html.message == "anthropic: <html>bad gateway</html>"
+    assert html.message == "anthropic: an HTML page"  # never the page itself
 
 
 # ------------------------------------------------------------------ stream

@@ -359,7 +359,7 @@ def test_error_mapping() -> None:
     assert isinstance(error_from_response(504, err_body(504, "DEADLINE_EXCEEDED", "slow"), {}, "gemini"), UpstreamTimeout)
     listed = b"[" + err_body(404, "NOT_FOUND", "gone") + b"]"
     assert error_from_response(404, listed, {}, "gemini").message == "gemini: gone"
-    assert error_from_response(502, b"<html>bad gateway</html>", {}, "gemini").message == "gemini: <html>bad gateway</html>"
+    assert error_from_response(502, b"<html>bad gateway</html>", {}, "gemini").message == "gemini: an HTML page"
     assert error_from_object({"status": "DEADLINE_EXCEEDED", "message": "t"}, "gemini").http_status == 504
 
 

@@ -91,6 +91,8 @@ class Adapter(Protocol):
     passthrough: ClassVar[bool]
     #: true for engines inside the gateway (see InProcessAdapter); false for HTTP upstreams.
     in_process: ClassVar[bool]
+    #: the media type of this dialect's streamed answers; any other 200 to a stream request is an error
+    stream_content_type: ClassVar[str]
 
     def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
 
@@ -139,6 +141,7 @@ class AdapterBase:
     dialect: ClassVar[str] = "base"
     passthrough: ClassVar[bool] = False
     in_process: ClassVar[bool] = False
+    stream_content_type: ClassVar[str] = "text/event-stream"
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
         raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")

@@ -144,23 +144,29 @@ def error_message(data: bytes) -> tuple[str, str | None]:
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait an upstream asks for (`retry-after-ms`, then `Retry-After` in seconds or as an
+    HTTP date), or None when it asks for none or says something unusable (`nan`, `-5`);
+    GatewayError caps what is too long."""
     v = headers.get("retry-after-ms")
     if v:
         try:
-            return float(v) / 1000
+            ms = float(v)
+            if ms >= 0:  # False for NaN too
+                return ms / 1000
         except ValueError:
             pass
     v = headers.get("retry-after")
     if v:
         try:
-            return float(v)
+            s = float(v)
+            return s if s >= 0 else None
         except ValueError:
             import time
             from email.utils import parsedate_to_datetime
 
             try:
                 return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError, IndexError):
                 return None
     return None
 

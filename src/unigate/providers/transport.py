@@ -4,6 +4,8 @@ per-deployment timeouts, and transport failures mapped to gateway errors."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 from functools import lru_cache
 from types import TracebackType
 from typing import Any
@@ -14,6 +16,9 @@ from unigate import __version__
 from unigate.config import Timeouts
 from unigate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from unigate.providers.base import UpstreamRequest
+from unigate.redact import scrub_secrets
+
+log = logging.getLogger("unigate.transport")
 
 #: sent on every upstream call unless the provider's headers say otherwise. Giving aiohttp all
 #: three means it adds none of its own per request (its "auto headers" path copies and sorts a
@@ -87,12 +92,63 @@ class Exchange:
             raise self._mapped(e) from None
 
     def _mapped(self, e: BaseException) -> GatewayError:
+        """The client is told what kind of failure it was; the addresses and OS text (which name
+        the operator's network) go to the log only."""
         p = self._provider
+        log.warning("%s: upstream transport failure: %s", p, scrub_secrets(f"{type(e).__name__}: {e}"))
         if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
             return UpstreamTimeout(f"{p}: the upstream did not answer in time ({type(e).__name__})", provider=p)
         if isinstance(e, aiohttp.ClientConnectorError):
-            return UpstreamUnavailable(f"{p}: cannot connect to the upstream: {e.os_error}", provider=p)
-        return UpstreamUnavailable(f"{p}: the upstream connection failed: {e}", provider=p)
+            return UpstreamUnavailable(f"{p}: cannot connect to the upstream ({_why(e.os_error)})", provider=p)
+        return UpstreamUnavailable(f"{p}: the upstream connection failed ({type(e).__name__})", provider=p)
+
+
+def _why(e: OSError) -> str:
+    if isinstance(e, ConnectionRefusedError) or e.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "host unreachable"
+    if e.errno == errno.ETIMEDOUT:
+        return "connect timed out"
+    if isinstance(e, OSError) and "resolv" in type(e).__name__.lower() + str(e).lower():
+        return "the host name does not resolve"
+    return type(e).__name__
+
+
+class BodyTooLong(Exception):
+    """An upstream body over the configured limit."""
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or BodyTooLong once more than `limit` bytes arrive. A body with a
+    Content-Length within the limit (nearly every JSON answer) is read in one call."""
+    n = resp.content_length
+    if n is not None:
+        if n > limit:
+            raise BodyTooLong(n)
+        return await resp.read()
+    parts: list[bytes] = []
+    size = 0
+    async for piece in resp.content.iter_any():
+        size += len(piece)
+        if size > limit:
+            raise BodyTooLong(size)
+        parts.append(piece)
+    return b"".join(parts)
+
+
+async def read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most `limit` bytes of an (error) body; the rest is never read: the connection is
+    closed instead of reused, so a 50 MB error page costs `limit` bytes, not 50 MB."""
+    parts: list[bytes] = []
+    size = 0
+    async for piece in resp.content.iter_any():
+        parts.append(piece)
+        size += len(piece)
+        if size >= limit:
+            resp.close()
+            break
+    return b"".join(parts)[:limit]
 
 
 _TRANSPORT_ERRORS = (asyncio.TimeoutError, aiohttp.ServerTimeoutError, aiohttp.ClientConnectorError,

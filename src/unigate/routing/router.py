@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from typing import Iterable
 
-from unigate.config import Config
-from unigate.errors import ModelNotFound
+from unigate.config import Config, model_name_problem
+from unigate.errors import InvalidRequest, ModelNotFound
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.registry import adapter_for
 
@@ -77,12 +77,20 @@ class Router:
         pid, sep, model = name.partition("/")
         prov = self.providers.get(pid) if sep else None
         if prov is not None and model:
+            check_model_name(model)
             dep = Deployment(
                 id=name, provider=prov, model=model, adapter=adapter_for(prov.preset.dialect), timeouts=prov.timeouts
             )
             return [dep]
         local = [d.public_id for d in self._direct.values() if d.provider.id == "local"]
         raise ModelNotFound(_not_found_message(name, self.providers, local), param="model")
+
+
+def check_model_name(model: str) -> None:
+    """Refused here, once, for every dialect; adapters still percent-encode what they put in a path."""
+    problem = model_name_problem(model)
+    if problem:
+        raise InvalidRequest(f"Invalid model name {model!r}: {problem}.", param="model", code="invalid_value")
 
 
 def _weighted_order(deps: list[Deployment]) -> list[Deployment]:

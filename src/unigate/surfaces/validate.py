@@ -15,7 +15,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 _NEEDS_CONTENT = frozenset({"user", "system", "developer", "tool"})
 
 
-def parse_json_object(raw: bytes) -> JSON:
+def parse_json_object(raw: bytes, max_depth: int = 64) -> JSON:
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
@@ -24,7 +24,23 @@ def parse_json_object(raw: bytes) -> JSON:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {e}") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"The request body must be a JSON object, got {_tname(body)}.")
+    # orjson reads 1024 levels but writes only 255, and a translator adds a few: refuse what could
+    # not be forwarded. A body with fewer brackets than the limit cannot be that deep (two C
+    # counts); only the rest is walked.
+    if raw.count(b"[") + raw.count(b"{") > max_depth and _deeper_than(body, max_depth):
+        raise InvalidRequest(f"The request body nests JSON more than {max_depth} levels deep.", code="invalid_value")
     return body
+
+
+def _deeper_than(obj: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if type(node) is dict else node
+        stack.extend((c, depth + 1) for c in children if type(c) is dict or type(c) is list)
+    return False
 
 
 def _tname(v: Any) -> str:

@@ -44,6 +44,7 @@ __all__ = ["BedrockAdapter"]
 class BedrockAdapter(AdapterBase):
     dialect: ClassVar[str] = "bedrock"
     passthrough: ClassVar[bool] = False
+    stream_content_type: ClassVar[str] = "application/vnd.amazon.eventstream"
 
     def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
         p = dep.provider

@@ -15,6 +15,8 @@ Provider options (config file `providers.<id>.options`):
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from typing import ClassVar, Mapping
 
 import orjson
@@ -52,7 +54,7 @@ class GeminiAdapter(AdapterBase):
         return error_from_response(status, data, headers, dep.provider.id)
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
-        native, dropped = embeddings.build_body(body, _model_path(dep.model))
+        native, dropped = embeddings.build_body(body, _model_name(dep.model))
         return UpstreamRequest("POST", self.url(dep, "batchEmbedContents"), dep.provider.headers,
                                orjson.dumps(native), dropped)
 
@@ -69,6 +71,12 @@ def _option(dep: Deployment, name: str, default: str) -> str:
     return v if isinstance(v, str) and v else default
 
 
-def _model_path(model: str) -> str:
+def _model_name(model: str) -> str:
     """`models/<id>`; tuned models (`tunedModels/...`) and full names pass through."""
     return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+def _model_path(model: str) -> str:
+    """The name as URL path segments, each percent-encoded (a `:` too, which would otherwise
+    start another method), so no model name reaches another path (the router refuses `..`)."""
+    return "/".join(quote(seg, safe="-._~@+=") for seg in _model_name(model).split("/"))

@@ -22,6 +22,7 @@ from unigate.errors import GatewayError, InvalidRequest, UpstreamUnavailable
 from unigate.pipeline import Gateway
 from unigate.providers.anthropic.request import ANTHROPIC_VERSION
 from unigate.providers.base import Deployment, UpstreamRequest
+from unigate.providers.transport import BodyTooLong, read_limited, read_prefix
 from unigate.surfaces.anthropic.request import Target, request_model, to_canonical
 from unigate.surfaces.anthropic.response import render_error
 from unigate.surfaces.anthropic.stream import AnthropicEgress
@@ -110,10 +111,14 @@ class AnthropicSurface:
         url = f"{base}/messages/count_tokens" if base.endswith("/v1") else f"{base}/v1/messages/count_tokens"
         headers = {"anthropic-version": ANTHROPIC_VERSION, **dep.provider.headers}
         req = UpstreamRequest("POST", url, headers, orjson.dumps(native))
+        limits = gw.cfg.server
         async with gw.transport.open(req, dep.timeouts, dep.provider.id) as up:
-            data = await up.read()
             if up.status >= 400:
-                raise dep.adapter.error(up.status, data, up.headers, dep)
+                raise gw.upstream_error(dep, up, await read_prefix(up, limits.max_upstream_error_bytes))
+            try:
+                data = await read_limited(up, limits.max_upstream_error_bytes)  # a count is a few bytes
+            except BodyTooLong:
+                data = b""
         try:
             n = orjson.loads(data)["input_tokens"]
         except (ValueError, KeyError, TypeError):
