@@ -3,7 +3,7 @@ Completions wire format. Behaviour is chosen by the model name:
 
     anything          a normal answer "Hello from <model>!" (JSON or SSE)
     tools             a tool call get_weather({"city": "Paris"}), arguments streamed in fragments
-    error-<status>    that HTTP status with an OpenAI error body (429 adds Retry-After: 7)
+    error-<status>[-x] that HTTP status with an OpenAI error body (429 adds Retry-After: 7)
     slow-<ms>         waits that long before answering
     ragged            SSE with CRLF line endings, ':' comments, events split mid-line
     drop              stream that breaks off after two chunks
@@ -86,7 +86,7 @@ class FakeOpenAI(FakeUpstream):
         if model.startswith("slow-"):
             await asyncio.sleep(int(model[5:]) / 1000)
         if model.startswith("error-"):
-            status = int(model[6:])
+            status = int(model[6:9])  # error-404-anything: a name the upstream does not know
             headers = {"Retry-After": "7"} if status == 429 else {}
             body = {"error": {"message": f"fake upstream error {status}", "type": "fake_error", "param": None, "code": f"fake_{status}"}}
             return web.json_response(body, status=status, headers=headers)

@@ -36,7 +36,9 @@ async def test_metrics_count_requests_tokens_and_errors(gw_openai: RunningGatewa
     text = await scrape(gw_openai)
     ok = 'unigate_requests_total{endpoint="chat",model="openai/gpt-4o-mini",provider="openai",status="200"}'
     assert value(text, ok) == 2
-    assert value(text, 'unigate_requests_total{endpoint="chat",model="openai/error-500",provider="openai",status="502"}') == 1
+    # no upstream ever answered for that name: it is counted, under "other" (client-chosen names make no series)
+    assert value(text, 'unigate_requests_total{endpoint="chat",model="other",provider="openai",status="502"}') == 1
+    assert "openai/error-500" not in text
     assert value(text, 'unigate_tokens_total{kind="prompt",model="openai/gpt-4o-mini",provider="openai"}') == 24
     assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="true"}') == 1
     assert value(text, 'unigate_time_to_first_byte_seconds_count{provider="openai"}') == 1
@@ -124,3 +126,20 @@ async def test_one_batch_sums_every_series_per_label_set() -> None:
     assert value(text, 'unigate_time_to_first_byte_seconds_count{provider="p"}') == 2
     assert value(text, 'unigate_time_to_first_byte_seconds_bucket{le="0.005",provider="p"}') == 1
     assert value(text, 'unigate_time_to_first_byte_seconds_bucket{le="0.025",provider="p"}') == 2
+
+
+async def test_model_names_no_upstream_accepted_make_no_series(gw_openai: RunningGateway) -> None:
+    """A client picks the model name: 200 made-up names that the upstream refuses add no line
+    to /metrics, while a name it served once keeps its own series, errors included."""
+    c = openai.AsyncOpenAI(base_url=gw_openai.url + "/v1", api_key="sk-master-test", max_retries=0)
+    await c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
+    mid = len((await scrape(gw_openai)).splitlines())
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer sk-master-test"}) as s:
+        for i in range(200):
+            async with s.post(gw_openai.url + "/v1/chat/completions",
+                              json={"model": f"openai/error-404-x{i}", "messages": MSGS}) as r:
+                assert r.status == 404
+    text = await scrape(gw_openai)
+    assert "error-404-x" not in text
+    assert value(text, 'unigate_requests_total{endpoint="chat",model="other",provider="openai",status="404"}') == 200
+    assert len(text.splitlines()) - mid <= 2  # the one "other" series and its _created line, not 200 of them

@@ -19,6 +19,10 @@ from prometheus_client.utils import floatToGoString
 
 from unigate.accounting.ledger import Ledger, UsageRecord
 
+#: the label a model name gets until an upstream has served it (and past MAX_MODEL_LABELS)
+OTHER_MODEL = "other"
+MAX_MODEL_LABELS = 1000
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -89,6 +93,10 @@ class Metrics:
         dropped = Gauge("unigate_ledger_dropped_records", "Usage records dropped because the buffer was full", registry=r)
         dropped.set_function(lambda: ledger.dropped)
         self._children: dict[tuple[Any, ...], Any] = {}
+        #: model names a series may carry: those an upstream has answered with a 2xx. Clients
+        #: choose the name, so a name no upstream accepted (`openai/<random>` -> 404) must not
+        #: make a series: 3,000 such names would be 24k exposition lines.
+        self._models: set[str] = set()
         ledger.add_sink(self.observe)
 
     async def observe(self, batch: list[UsageRecord]) -> None:
@@ -96,6 +104,7 @@ class Metrics:
         # (no Python bytecode per record and field) and each series updated once:
         # prometheus_client takes a lock on every update.
         groups: dict[tuple[str, str, str, int, bool], list[UsageRecord]] = {}
+        models = self._models
         for rec in batch:
             key = _series_key(rec)
             g = groups.get(key)
@@ -103,7 +112,11 @@ class Metrics:
                 groups[key] = [rec]
             else:
                 g.append(rec)
+            if 200 <= key[3] < 300 and key[0] not in models and len(models) < MAX_MODEL_LABELS:
+                models.add(key[0])
         for (m, p, endpoint, status, stream), recs in groups.items():
+            if m not in models:
+                m = OTHER_MODEL
             self._child(self.requests, m, p, endpoint, str(status)).inc(len(recs))
             for kind, field in (("prompt", _prompt), ("completion", _completion), ("cached", _cached)):
                 n = sum(map(field, recs))
