@@ -194,8 +194,8 @@ class Gateway:
                                                      limits.max_stream_event_bytes):
                         await resp.write(encoder.finish(None))
                 else:
-                    guard = limits.max_stream_event_bytes if dep.adapter.stream_content_type == SSE_CT else None
-                    await translate_stream(up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0, guard)
+                    await translate_stream(up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0,
+                                           limits.max_stream_event_bytes, dep.adapter.stream_content_type == SSE_CT)
             except _CLIENT_GONE:
                 rec.client_disconnected = True
                 return resp

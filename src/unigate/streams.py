@@ -13,8 +13,11 @@ from aiohttp import web
 from unigate.accounting.ledger import UsageRecord
 from unigate.egress import StreamEncoder
 from unigate.errors import UpstreamUnavailable
+from unigate.providers.openai_compat import error_message
 
 USAGE_MARK = b'"usage":{'
+#: the key of an in-stream error object; inside a JSON string its quotes would be escaped
+ERROR_MARK = b'"error"'
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
 
 
@@ -75,6 +78,8 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
             complete, tail = buf[:cut], buf[cut:]
             if len(tail) > max_event:
                 raise event_too_large(max_event)
+        if ERROR_MARK in complete:
+            raise_stream_error(complete)
         # the usage event is the last but one of a stream: look from the end
         i = complete.rfind(USAGE_MARK)
         if i >= 0:
@@ -85,6 +90,23 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
         await client.write(complete)
     client.raise_if_gone()
     return complete.endswith(b"[DONE]\n\n")
+
+
+def raise_stream_error(block: bytes) -> None:
+    """`block` holds whole events and one has an "error" key: if it is an error event (an object
+    without choices, as OpenRouter and vLLM send after the 200), raise it as the upstream's
+    error, so the client gets it once, redacted, in its surface's form, and no [DONE] after it."""
+    for event in block.split(b"\n\n"):
+        if ERROR_MARK not in event:
+            continue
+        d = event.find(b"data:")
+        try:
+            obj = orjson.loads(event[d + 5 :]) if d >= 0 else None
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("error") and not obj.get("choices"):
+            message, code = error_message(orjson.dumps(obj))
+            raise UpstreamUnavailable(message or "the upstream reported an error in the stream", code=code)
 
 
 def handle_usage(block: bytes, i: int, want_usage: bool, rec: UsageRecord) -> bytes:
@@ -110,10 +132,11 @@ def handle_usage(block: bytes, i: int, want_usage: bool, rec: UsageRecord) -> by
 
 
 async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any,
-                           encoder: StreamEncoder, rec: UsageRecord, t0: float, max_event: int | None) -> None:
+                           encoder: StreamEncoder, rec: UsageRecord, t0: float, max_event: int, sse: bool) -> None:
     """Native stream -> canonical chunks -> the client's format, one write per upstream read.
-    `max_event`: for SSE upstreams, the most bytes one event may take (a decoder would buffer
-    an endless line whole); None for framed formats that bound themselves (Bedrock's)."""
+    `max_event`: the most bytes one event may take, or a decoder would buffer an endless line
+    whole. An SSE stream is measured here between event boundaries; a framed one (Bedrock's)
+    by the decoder's own count of bytes not yet part of a whole frame."""
     client = _Client(resp, rec)
     first = True
     pending = 0  # bytes since the last event boundary
@@ -121,12 +144,14 @@ async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse,
         if first:
             rec.ttfb_ms = (time.perf_counter() - t0) * 1000
             first = False
-        if max_event is not None:
+        if sse:
             end = _event_end(data)
             pending = pending + len(data) if end < 0 else len(data) - end
             if pending > max_event:
                 raise event_too_large(max_event)
         out = b"".join(encoder.chunk(c) for c in decoder.feed(data))
+        if not sse and decoder.unparsed > max_event:
+            raise event_too_large(max_event)
         await client.write(out)
     out = b"".join(encoder.chunk(c) for c in decoder.close())
     rec.set_usage(decoder.usage)

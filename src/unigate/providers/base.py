@@ -77,6 +77,8 @@ class StreamDecoder(Protocol):
     pipeline, not the decoder, emits the usage chunk to clients that asked for it."""
 
     usage: JSON | None
+    #: framed (non-SSE) formats only: bytes fed that are not yet part of a whole frame
+    unparsed: int
 
     def feed(self, data: bytes) -> list[JSON]: ...
 

@@ -362,8 +362,9 @@ class CohereStreamDecoder:
                 obj = orjson.loads(ev.data)
             except orjson.JSONDecodeError:
                 raise UpstreamUnavailable(f"{self._pid}: unreadable stream event {ev.data[:200]!r}", provider=self._pid) from None
-            if isinstance(obj, dict):
-                self._event(obj.get("type") or ev.event, obj, out)
+            if not isinstance(obj, dict):
+                raise UpstreamUnavailable(f"{self._pid}: a stream event is not a JSON object", provider=self._pid)
+            self._event(obj.get("type") or ev.event, obj, out)
         return out
 
     def _event(self, kind: str, obj: JSON, out: list[JSON]) -> None:

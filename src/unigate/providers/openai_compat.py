@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Mapping
 
 import orjson
 
-from unigate.errors import UpstreamError, upstream_error_for_status
+from unigate.errors import UpstreamError, UpstreamUnavailable, upstream_error_for_status
 from unigate.providers.base import JSON, AdapterBase, Deployment, UpstreamRequest
 from unigate.providers.sse import SSEDecoder
 
@@ -114,6 +114,8 @@ class OpenAIStreamDecoder:
                 self.usage = obj["usage"]
                 if not obj.get("choices"):
                     continue  # the usage-only chunk: the pipeline shows usage to clients that asked
+            if not isinstance(obj.get("choices"), list):
+                raise UpstreamUnavailable(f"{self._provider}: a stream chunk has no choices list", provider=self._provider)
             out.append(obj)
         return out
 

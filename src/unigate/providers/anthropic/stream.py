@@ -58,7 +58,7 @@ class AnthropicStreamDecoder:
                 raise UpstreamUnavailable(f"{self._provider}: unreadable stream event {ev.data[:200]!r}",
                                           provider=self._provider) from None
             if not isinstance(payload, dict):
-                continue
+                raise UpstreamUnavailable(f"{self._provider}: a stream event is not a JSON object", provider=self._provider)
             kind = payload.get("type") or ev.event
             if kind == "error" or ev.event == "error":
                 raise stream_error(payload, self._provider)

@@ -49,6 +49,8 @@ def usage_from(u: Any) -> JSON | None:
 def parse_converse(data: bytes, model: str) -> JSON:
     obj = orjson.loads(data)
     blocks = obj["output"]["message"]["content"]
+    if not isinstance(blocks, list):
+        raise ValueError("output.message.content is not a list")
     texts: list[str] = []
     reasoning: list[str] = []
     calls: list[JSON] = []

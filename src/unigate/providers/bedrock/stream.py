@@ -35,7 +35,8 @@ class ConverseStreamDecoder:
         self.usage: JSON | None = None
         self._pid = pid
         self._buf = EventStreamBuffer()
-        self._unparsed = 0  # bytes fed but not yet part of a whole frame
+        #: bytes fed but not yet part of a whole frame (the pipeline bounds it)
+        self.unparsed = 0
         self._mk = ChunkMaker(model)
         self._role_sent = False
         self._tools: dict[int, int] = {}  # contentBlockIndex -> OpenAI tool_calls index
@@ -49,11 +50,11 @@ class ConverseStreamDecoder:
         if self._error is not None:
             raise self._error
         self._buf.add_data(data)
-        self._unparsed += len(data)
+        self.unparsed += len(data)
         out: list[JSON] = []
         try:
             for msg in self._buf:
-                self._unparsed -= msg.prelude.total_length
+                self.unparsed -= msg.prelude.total_length
                 self._handle(msg, out)
                 if self._error is not None:
                     break
@@ -66,7 +67,7 @@ class ConverseStreamDecoder:
     def close(self) -> list[JSON]:
         if self._error is not None:
             raise self._error
-        if self._unparsed:
+        if self.unparsed:
             raise UpstreamUnavailable(f"{self._pid}: the event stream ended inside a frame", provider=self._pid)
         if not self._stopped:
             raise UpstreamUnavailable(f"{self._pid}: the stream ended before messageStop", provider=self._pid)
@@ -90,7 +91,7 @@ class ConverseStreamDecoder:
         except orjson.JSONDecodeError:
             raise UpstreamUnavailable(f"{self._pid}: unreadable {event} event", provider=self._pid) from None
         if not isinstance(payload, dict):
-            return
+            raise UpstreamUnavailable(f"{self._pid}: a {event} event is not a JSON object", provider=self._pid)
         if event == "messageStart":
             self._role(out)
         elif event == "contentBlockStart":

@@ -109,13 +109,12 @@ class GeminiStreamDecoder:
                 obj = orjson.loads(raw.strip().strip(b",[]"))
             except orjson.JSONDecodeError:
                 continue  # stray non-SSE text; python-genai would fail here, we keep the stream
-            if isinstance(obj, dict):
-                self._handle(obj, out)
+            self._handle(obj, out)
         return out
 
     def _handle(self, obj: Any, out: list[JSON]) -> None:
         if not isinstance(obj, dict):
-            return
+            raise UpstreamUnavailable(f"{self._provider}: a stream chunk is not a JSON object", provider=self._provider)
         if "error" in obj:
             raise error_from_object(obj["error"], self._provider)
         if self._maker is None:
