@@ -262,6 +262,10 @@ class Gateway:
         limit = self.cfg.server.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise BodyTooLarge(f"The request body is {request.content_length} bytes; the limit is {limit}.")
+        encoding = request.headers.get("Content-Encoding")
+        if encoding is not None and encoding.lower() not in _DECODED:
+            # aiohttp passes a body in an encoding it does not know through as it is
+            raise InvalidRequest(f"Unsupported Content-Encoding {encoding[:40]!r}: send gzip, deflate or none.")
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -272,6 +276,8 @@ class Gateway:
         return validate.parse_json_object(raw, self.cfg.server.max_json_depth)
 
 
+#: the request Content-Encodings aiohttp decodes here (br and zstd need packages it reports missing)
+_DECODED = frozenset({"identity", "gzip", "x-gzip", "deflate"})
 SSE_CT = "text/event-stream"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

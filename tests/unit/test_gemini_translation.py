@@ -213,10 +213,13 @@ def test_reasoning_effort(model: str, effort: str, cfg: JSON) -> None:
 
 def test_urls() -> None:
     a = GeminiAdapter()
-    assert a.chat_request({"messages": USER}, dep(), stream=True).url == \
+    assert str(a.chat_request({"messages": USER}, dep(), stream=True).url) == \
         "https://g.example/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
-    assert a.chat_request({"messages": USER}, dep("tunedModels/t1", api_version="v1"), stream=False).url == \
+    assert str(a.chat_request({"messages": USER}, dep("tunedModels/t1", api_version="v1"), stream=False).url) == \
         "https://g.example/v1/tunedModels/t1:generateContent"
+    # each segment of the name stays one encoded segment: a ':' cannot start another method
+    assert str(a.chat_request({"messages": USER}, dep("gemini-2.0-flash:countTokens"), stream=False).url) == \
+        "https://g.example/v1beta/models/gemini-2.0-flash%3AcountTokens:generateContent"
 
 
 # ------------------------------------------------------------------ responses

@@ -133,12 +133,13 @@ def validate_chat(body: JSON) -> None:
         raise _bad_type("messages", "an array", msgs)
     if not msgs:
         raise InvalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1.", param="messages", code="empty_array")
-    # the usual messages pass here; anything else (a non-object, an unhashable role, parts,
-    # tool calls) gets the detailed walk below, which names what is wrong
+    # the usual messages ({"role", "content": str}, nothing else) pass here; anything else (a
+    # non-object, an unhashable role, parts, tool calls, a name) gets the detailed walk below,
+    # which names what is wrong
     plain = True
     try:
         for m in msgs:
-            if m.get("role") not in _PLAIN_ROLES or type(m.get("content")) is not str:
+            if len(m) != 2 or m.get("role") not in _PLAIN_ROLES or type(m.get("content")) is not str:
                 plain = False
                 break
     except (AttributeError, TypeError):
@@ -161,11 +162,14 @@ def validate_chat(body: JSON) -> None:
             if role in _NEEDS_CONTENT:
                 raise InvalidRequest(f"Missing required parameter: 'messages[{i}].content'.", param=f"messages[{i}].content",
                                      code="missing_required_parameter")
-        elif type(content) is not str and not isinstance(content, list):
+        elif type(content) is list:
+            _check_parts(content, f"messages[{i}].content")
+        elif type(content) is not str:
             raise _bad_type(f"messages[{i}].content", "a string or an array of content parts", content)
         if role == "tool" and not isinstance(m.get("tool_call_id"), str):
             raise InvalidRequest(f"Missing required parameter: 'messages[{i}].tool_call_id'.",
                                  param=f"messages[{i}].tool_call_id", code="missing_required_parameter")
+        _check_message_fields(m, i)
     _check_optional(body)
     stop = body.get("stop")
     if stop is not None and not (
@@ -181,6 +185,20 @@ def validate_chat(body: JSON) -> None:
             fn = t.get("function")
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise InvalidRequest(f"Missing required parameter: 'tools[{i}].function.name'.", param=f"tools[{i}].function.name", code="missing_required_parameter")
+        if t["type"] == "function":
+            for key, kind, expected in (("parameters", dict, "an object"), ("description", str, "a string"),
+                                        ("strict", bool, "a boolean")):
+                v = fn.get(key)
+                if v is not None and type(v) is not kind:
+                    raise _bad_type(f"tools[{i}].function.{key}", expected, v)
+    _check_tool_choice(body.get("tool_choice"))
+    effort = body.get("reasoning_effort")
+    if effort is not None and (type(effort) is not str or effort not in REASONING_EFFORTS):
+        raise InvalidRequest(f"Invalid value for 'reasoning_effort': {effort!r}. Supported values are: "
+                             f"{', '.join(sorted(REASONING_EFFORTS))}.", param="reasoning_effort", code="invalid_value")
+    opts = body.get("stream_options")
+    if opts is not None and opts.get("include_usage") is not None and type(opts["include_usage"]) is not bool:
+        raise _bad_type("stream_options.include_usage", "a boolean", opts["include_usage"])
     rf = body.get("response_format")
     if rf is not None and rf.get("type") not in ("text", "json_object", "json_schema"):
         raise InvalidRequest(
@@ -190,6 +208,83 @@ def validate_chat(body: JSON) -> None:
         )
     if rf is not None and rf.get("type") == "json_schema" and not isinstance(rf.get("json_schema"), dict):
         raise InvalidRequest("Missing required parameter: 'response_format.json_schema'.", param="response_format.json_schema", code="missing_required_parameter")
+    if rf is not None and rf.get("type") == "json_schema":
+        schema = rf["json_schema"].get("schema")
+        if schema is not None and type(schema) is not dict:
+            raise _bad_type("response_format.json_schema.schema", "an object", schema)
+
+
+REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
+#: content part type -> the field it must carry and that field's JSON types
+_PART_FIELDS: dict[str, tuple[str, tuple[type, ...], str]] = {
+    "text": ("text", (str,), "a string"),
+    "image_url": ("image_url", (str, dict), "an object with a 'url'"),
+    "input_audio": ("input_audio", (dict,), "an object"),
+    "file": ("file", (dict,), "an object"),
+    "refusal": ("refusal", (str,), "a string"),
+}
+
+
+def _check_parts(parts: list[Any], where: str) -> None:
+    """Every translator reads parts as objects with a string `type` and that type's field."""
+    for j, p in enumerate(parts):
+        if type(p) is not dict:
+            raise _bad_type(f"{where}[{j}]", "an object", p)
+        kind = p.get("type")
+        if type(kind) is not str:
+            raise _bad_type(f"{where}[{j}].type", "a string", kind)
+        spec = _PART_FIELDS.get(kind)
+        if spec is None:
+            continue  # a part type some upstream knows; the adapter refuses it if it cannot take it
+        field, types, expected = spec
+        v = p.get(field)
+        if type(v) not in types:
+            raise _bad_type(f"{where}[{j}].{field}", expected, v)
+        if kind == "image_url" and type(v) is dict and type(v.get("url")) is not str:
+            raise _bad_type(f"{where}[{j}].image_url.url", "a string", v.get("url"))
+
+
+def _check_message_fields(m: JSON, i: int) -> None:
+    """The fields of a message beyond role and content that translators read."""
+    for key in ("name", "tool_call_id", "refusal", "reasoning_content"):
+        v = m.get(key)
+        if v is not None and type(v) is not str:
+            raise _bad_type(f"messages[{i}].{key}", "a string", v)
+    calls = m.get("tool_calls")
+    if calls is None:
+        return
+    if type(calls) is not list:
+        raise _bad_type(f"messages[{i}].tool_calls", "an array", calls)
+    for j, tc in enumerate(calls):
+        p = f"messages[{i}].tool_calls[{j}]"
+        if type(tc) is not dict:
+            raise _bad_type(p, "an object", tc)
+        if tc.get("id") is not None and type(tc["id"]) is not str:
+            raise _bad_type(f"{p}.id", "a string", tc["id"])
+        fn = tc.get("function")
+        if type(fn) is not dict:
+            raise _bad_type(f"{p}.function", "an object", fn)
+        if type(fn.get("name")) is not str:
+            raise _bad_type(f"{p}.function.name", "a string", fn.get("name"))
+        if fn.get("arguments") is not None and type(fn["arguments"]) is not str:
+            raise _bad_type(f"{p}.function.arguments", "a string (JSON text)", fn["arguments"])
+
+
+def _check_tool_choice(tc: Any) -> None:
+    if tc is None:
+        return
+    if type(tc) is str:
+        if tc not in ("none", "auto", "required"):
+            raise InvalidRequest(f"Invalid value for 'tool_choice': {tc!r}. Supported values are: 'none', 'auto', "
+                                 "'required', or an object naming a function.", param="tool_choice", code="invalid_value")
+        return
+    if type(tc) is not dict or type(tc.get("type")) is not str:
+        raise _bad_type("tool_choice", "a string or an object with a 'type'", tc)
+    if tc["type"] == "function":
+        fn = tc.get("function")
+        if type(fn) is not dict or type(fn.get("name")) is not str:
+            raise InvalidRequest("Missing required parameter: 'tool_choice.function.name'.",
+                                 param="tool_choice.function.name", code="missing_required_parameter")
 
 
 def validate_embeddings(body: JSON) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from typing import ClassVar, Mapping
 
 import orjson
+from yarl import URL
 
 from unigate.errors import UpstreamError
 from unigate.providers.base import JSON, AdapterBase, Deployment, UpstreamRequest
@@ -61,9 +62,10 @@ class GeminiAdapter(AdapterBase):
     def embeddings_response(self, data: bytes, dep: Deployment) -> JSON:
         return embeddings.to_list(data, dep.model)
 
-    def url(self, dep: Deployment, action: str) -> str:
+    def url(self, dep: Deployment, action: str) -> URL:
         version = _option(dep, "api_version", "v1beta").strip("/")
-        return f"{dep.provider.base_url}/{version}/{_model_path(dep.model)}:{action}"
+        # encoded=True: yarl would otherwise decode the model's %3A back into a method-starting ':'
+        return URL(f"{dep.provider.base_url}/{quote(version, safe='')}/{_model_path(dep.model)}:{action}", encoded=True)
 
 
 def _option(dep: Deployment, name: str, default: str) -> str:

@@ -26,6 +26,7 @@ from unigate.providers.transport import BodyTooLong, read_limited, read_prefix
 from unigate.surfaces.anthropic.request import Target, request_model, to_canonical
 from unigate.surfaces.anthropic.response import render_error
 from unigate.surfaces.anthropic.stream import AnthropicEgress
+from unigate.surfaces import validate
 from unigate.surfaces.openai import Endpoint, guarded
 
 log = logging.getLogger("unigate.http")
@@ -86,6 +87,8 @@ class AnthropicSurface:
         body = await gw.read_json(request)
         model = request_model(body)
         canonical = to_canonical(body, target_for(gw.router.resolve(model)))  # resolve: 404 for an unknown model
+        # the canonical body is checked like a client's, so every translator can trust it
+        validate.validate_chat(canonical)
         egress = AnthropicEgress(model, canonical.get("stop"), rid)
         return await gw.run(request, rid, principal, canonical, endpoint="chat", egress=egress)
 
