@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -24,6 +24,7 @@ from unigate import catalog
 from unigate.accounting import pricing
 from unigate.accounting.ledger import Ledger, UsageRecord
 from unigate.config import Config
+from unigate.drain import Drain
 from unigate.errors import (BodyTooLarge, GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout,
                             UpstreamUnavailable, upstream_error_for_status)
 from unigate.governance.auth import Authenticator, Principal
@@ -54,6 +55,7 @@ class Gateway:
     transport: Transport
     ledger: Ledger
     auth: Authenticator
+    drain: Drain = field(default_factory=Drain)  # what the shutdown deadline ends (server.py)
 
     # ------------------------------------------------------------------ entry points
 
@@ -98,10 +100,12 @@ class Gateway:
             t0 = time.perf_counter()
             try:
                 if dep.adapter.in_process:
-                    return await self._call_in_process(request, rid, body, dep, rec, endpoint, stream, egress)
+                    return await self.drain.call(request.task, self._call_in_process(request, rid, body, dep, rec,
+                                                                                     endpoint, stream, egress))
                 if stream:
-                    return await self._call_stream(request, rid, body, dep, rec, endpoint, egress)
-                return await self._call_json(rid, body, dep, rec, endpoint, egress)
+                    return await self.drain.call(request.task, self._call_stream(request, rid, body, dep, rec,
+                                                                                 endpoint, egress))
+                return await self.drain.call(request.task, self._call_json(rid, body, dep, rec, endpoint, egress))
             except GatewayError as e:
                 rec.status, rec.error_code = e.http_status, e.code
                 last = e
@@ -190,12 +194,13 @@ class Gateway:
             rec.status = 200
             try:
                 if dep.adapter.passthrough and egress.relay_openai:
-                    if not await relay_openai_stream(up, resp, validate.wants_usage(body), rec, t0,
-                                                     limits.max_stream_event_bytes):
+                    if not await self.drain.stream(request.task, relay_openai_stream(
+                            up, resp, validate.wants_usage(body), rec, t0, limits.max_stream_event_bytes)):
                         await resp.write(encoder.finish(None))
                 else:
-                    await translate_stream(up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0,
-                                           limits.max_stream_event_bytes, dep.adapter.stream_content_type == SSE_CT)
+                    await self.drain.stream(request.task, translate_stream(
+                        up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0,
+                        limits.max_stream_event_bytes, dep.adapter.stream_content_type == SSE_CT))
             except _CLIENT_GONE:
                 rec.client_disconnected = True
                 return resp
@@ -239,12 +244,13 @@ class Gateway:
         rec.status = 200
         rec.ttfb_ms = (time.perf_counter() - t0) * 1000
         try:
-            if first is not None:
-                await resp.write(encoder.chunk(first))
-                async for chunk in it:
-                    out = encoder.chunk(chunk)
-                    if out:
-                        await resp.write(out)
+            async with self.drain.streaming(request.task):
+                if first is not None:
+                    await resp.write(encoder.chunk(first))
+                    async for chunk in it:
+                        out = encoder.chunk(chunk)
+                        if out:
+                            await resp.write(out)
             rec.set_usage(it.usage)
             await resp.write(encoder.finish(it.usage))
             await resp.write_eof()
