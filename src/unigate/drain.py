@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, Awaitable, TypeVar
+from typing import Any, TypeVar
 
 from unigate.errors import ServiceUnavailable
 
@@ -49,7 +50,7 @@ class ShuttingDown(ServiceUnavailable):
 class Drain:
     """The sections open right now, per task, and whether the deadline has passed."""
 
-    __slots__ = ("_open", "_ending", "ended")
+    __slots__ = ("_ending", "_open", "ended")
 
     def __init__(self) -> None:
         self._open: dict[Task, int] = {}
@@ -80,7 +81,7 @@ class Drain:
     def stream(self, task: Task, aw: Awaitable[T]) -> Awaitable[T]:
         return self.call(task, aw, _STREAM)
 
-    def streaming(self, task: Task) -> "_Section":
+    def streaming(self, task: Task) -> _Section:
         """`async with drain.streaming(task):` around a stream loop written inline."""
         return _Section(self, task)
 
@@ -139,7 +140,7 @@ class Drain:
 class _Section:
     """The async-with form of a stream section."""
 
-    __slots__ = ("drain", "task", "prev")
+    __slots__ = ("drain", "prev", "task")
 
     def __init__(self, drain: Drain, task: Task) -> None:
         self.drain, self.task = drain, task

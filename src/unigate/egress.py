@@ -42,7 +42,7 @@ class Egress(Protocol):
 
 
 class OpenAIStreamEncoder:
-    __slots__ = ("want_usage", "last")
+    __slots__ = ("last", "want_usage")
 
     def __init__(self, want_usage: bool) -> None:
         self.want_usage = want_usage

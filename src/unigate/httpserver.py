@@ -38,7 +38,7 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[misc]
+    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]  # not in its __all__
     original = web_protocol.RequestHandler.handle_error
 
     def handle_error(self: web_protocol.RequestHandler, request: Any, status: int = 500,

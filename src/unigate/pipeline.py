@@ -25,14 +25,21 @@ from unigate.accounting import pricing
 from unigate.accounting.ledger import Ledger, UsageRecord
 from unigate.config import Config
 from unigate.drain import Drain
-from unigate.errors import (BodyTooLarge, GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout,
-                            UpstreamUnavailable, upstream_error_for_status)
+from unigate.egress import OPENAI, Egress, StreamEncoder
+from unigate.errors import (
+    BodyTooLarge,
+    GatewayError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    upstream_error_for_status,
+)
 from unigate.governance.auth import Authenticator, Principal
 from unigate.providers.base import JSON, NOT_LOOKED_UP, Deployment, UpstreamRequest
 from unigate.providers.openai_compat import error_message
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
 from unigate.routing.router import Router
-from unigate.egress import OPENAI, Egress, StreamEncoder
 from unigate.streams import CLIENT_GONE, embeddings_to_base64, relay_openai_stream, translate_stream
 from unigate.surfaces import validate
 
@@ -139,7 +146,7 @@ class Gateway:
                 if status >= 400:
                     raise self.upstream_error(dep, up, await read_prefix(up, limits.max_upstream_error_bytes))
                 data = await read_limited(up, limits.max_upstream_body_bytes)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise UpstreamTimeout(f"{pid}: the upstream did not finish in time", provider=pid) from None
             except BodyTooLong:
                 raise UpstreamUnavailable(f"{pid}: the upstream's answer is larger than the gateway's limit of "

@@ -25,7 +25,7 @@ class _Client:
     """Writes to the client until it leaves; after that the upstream is still read to the end
     (bounded by the call's total timeout), so the usage the provider bills is recorded."""
 
-    __slots__ = ("resp", "rec", "gone")
+    __slots__ = ("gone", "rec", "resp")
 
     def __init__(self, resp: web.StreamResponse, rec: UsageRecord) -> None:
         self.resp, self.rec, self.gone = resp, rec, False

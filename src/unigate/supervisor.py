@@ -27,8 +27,8 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from types import FrameType
-from typing import Callable
 
 log = logging.getLogger("unigate")
 
@@ -215,7 +215,7 @@ class Supervisor:
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()
-                except Exception:
+                except Exception:  # noqa: BLE001 - a failed flush must not keep the worker from os._exit
                     pass
             os._exit(code)
 

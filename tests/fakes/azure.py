@@ -105,7 +105,7 @@ class FakeAzure(FakeUpstream):
         return resp
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        body, deployment, early = await self._prelude(request)
+        _body, _deployment, early = await self._prelude(request)
         if early is not None:
             return early
         return web.json_response({"id": "cmpl-fake1", "object": "text_completion", "created": 1700000000, "model": MODEL,
@@ -114,7 +114,7 @@ class FakeAzure(FakeUpstream):
                                   "prompt_filter_results": PROMPT_FILTER, "usage": USAGE})
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        body, deployment, early = await self._prelude(request)
+        body, _deployment, early = await self._prelude(request)
         if early is not None:
             return early
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]

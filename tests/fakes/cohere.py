@@ -45,7 +45,7 @@ def body_problems(body: Any) -> list[str]:
         out.append("model must be a string")
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
-        return out + ["messages must be a non-empty list"]
+        return [*out, "messages must be a non-empty list"]
     for i, m in enumerate(msgs):
         role = m.get("role")
         if role not in _ROLES:

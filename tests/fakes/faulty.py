@@ -53,9 +53,10 @@ import asyncio
 import struct
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -323,9 +324,9 @@ class BedrockWire(Wire):
     stream_type = "application/vnd.amazon.eventstream"
     _builder = bed.FakeBedrock()  # never started: used for its real Converse shapes and frames
     #: the AWS error code a status comes with (x-amzn-ErrorType)
-    _codes = {400: "ValidationException", 401: "UnrecognizedClientException", 429: "ThrottlingException",
+    _codes: ClassVar[dict[int, str]] = {400: "ValidationException", 401: "UnrecognizedClientException", 429: "ThrottlingException",
               500: "InternalServerException", 503: "ServiceUnavailableException"}
-    _event_headers = {":event-type": "contentBlockDelta", ":content-type": "application/json",
+    _event_headers: ClassVar[dict[str, str]] = {":event-type": "contentBlockDelta", ":content-type": "application/json",
                       ":message-type": "event"}
 
     def ok_json(self, call: Call) -> Any:

@@ -4,8 +4,9 @@ whatever handlers a provider-specific fake registers."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -44,7 +45,7 @@ class FakeUpstream:
         assert self.requests, "the fake upstream received no request"
         return self.requests[-1]
 
-    async def start(self) -> "FakeUpstream":
+    async def start(self) -> FakeUpstream:
         @web.middleware
         async def record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
             body = await request.read()

@@ -4,7 +4,8 @@ gateway translates OpenAI chat requests to /v1/messages and the answers (JSON an
 from __future__ import annotations
 
 import re
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import openai
 import pytest

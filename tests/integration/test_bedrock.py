@@ -4,7 +4,8 @@ SigV4 signature with botocore and streams real binary event-stream frames."""
 from __future__ import annotations
 
 import base64
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import openai
 import orjson
@@ -308,7 +309,7 @@ async def test_cache_usage_and_reasoning(gw: RunningGateway) -> None:
     assert u.prompt_tokens_details is not None and u.prompt_tokens_details.cached_tokens == 1000
     r = await client(gw).chat.completions.create(model="bedrock/test.reasoning-v1:0", messages=MSGS)
     assert r.choices[0].message.content == "42"
-    assert getattr(r.choices[0].message, "reasoning_content") == "Thinking it over."
+    assert r.choices[0].message.reasoning_content == "Thinking it over."
 
 
 # ---------------------------------------------------------------------------- errors

@@ -131,9 +131,8 @@ async def test_body_over_limit_is_413(start_gateway: GatewayFactory, openai_fake
         yield b'{"model": "openai/x", "messages": [{"role": "user", "content": "'
         yield b"y" * 5000
         yield b'"}]}'
-    async with aiohttp.ClientSession() as s:
-        async with s.post(gw.url + "/v1/chat/completions", data=gen()) as r:
-            assert_envelope(await r.json(), r.status, 413)
+    async with aiohttp.ClientSession() as s, s.post(gw.url + "/v1/chat/completions", data=gen()) as r:
+        assert_envelope(await r.json(), r.status, 413)
 
 
 @pytest.mark.parametrize("upstream_status, expected, code", [

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson

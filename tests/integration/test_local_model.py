@@ -14,7 +14,8 @@ import base64
 import json
 import math
 import struct
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import openai
@@ -234,9 +235,8 @@ async def test_loop_is_not_blocked_while_generating(start_gateway: GatewayFactor
     stream, it = await long_stream(c)
     job = engine.running
     assert job is not None
-    async with aiohttp.ClientSession() as http:
-        async with http.get(gw.url + "/health/live") as resp:
-            assert resp.status == 200
+    async with aiohttp.ClientSession() as http, http.get(gw.url + "/health/live") as resp:
+        assert resp.status == 200
     cloud = await c.chat.completions.create(model="openai/gpt-4o-mini", messages=Q)
     assert cloud.choices[0].message.content == "Hello from gpt-4o-mini!"
     # both were answered while the local generation was still going

@@ -11,10 +11,9 @@ MSGS = [{"role": "user", "content": "hi"}]
 
 
 async def scrape(gw: RunningGateway) -> str:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(gw.url + "/metrics") as r:
-            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
-            return await r.text()
+    async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+        return await r.text()
 
 
 def value(text: str, prefix: str) -> float:

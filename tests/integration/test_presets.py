@@ -3,7 +3,7 @@ the official openai SDK through the gateway against a fake OpenAI-compatible ups
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
 import openai

@@ -9,8 +9,15 @@ import orjson
 import pytest
 
 from unigate.config import Timeouts
-from unigate.errors import (InvalidRequest, UnsupportedFeature, UpstreamAuthError, UpstreamBadRequest, UpstreamError,
-                            UpstreamRateLimited, UpstreamUnavailable)
+from unigate.errors import (
+    InvalidRequest,
+    UnsupportedFeature,
+    UpstreamAuthError,
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
 from unigate.providers.anthropic import AnthropicAdapter, AnthropicStreamDecoder
 from unigate.providers.anthropic.request import RESPONSE_TOOL, build, tool_id
 from unigate.providers.base import Deployment, Provider

@@ -7,12 +7,19 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.fakes.cohere import body_problems, stream_bytes
 from unigate.config import Timeouts
-from unigate.errors import InvalidRequest, UnsupportedFeature, UpstreamAuthError, UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
+from unigate.errors import (
+    InvalidRequest,
+    UnsupportedFeature,
+    UpstreamAuthError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.cohere import CohereAdapter, cohere_usage, to_cohere_messages
 from unigate.providers.presets import PRESETS
-from tests.fakes.cohere import body_problems, stream_bytes
 
 A = CohereAdapter()
 

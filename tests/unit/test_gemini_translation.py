@@ -9,8 +9,14 @@ import pytest
 
 from unigate.config import Timeouts
 from unigate.errors import (
-    InvalidRequest, UnsupportedFeature, UpstreamAuthError, UpstreamBadRequest, UpstreamNotFound,
-    UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable,
+    InvalidRequest,
+    UnsupportedFeature,
+    UpstreamAuthError,
+    UpstreamBadRequest,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.gemini import GeminiAdapter
@@ -300,7 +306,7 @@ def test_stream_raw_error_object_raises() -> None:
     assert dec.feed(sse({"candidates": [{"content": {"parts": [{"text": "x"}]}}]}))
     raw = b'{\n  "error": {\n    "code": 429,\n    "message": "slow down",\n    "status": "RESOURCE_EXHAUSTED"\n  }\n}\n'
     dec.feed(raw[:20])
-    with pytest.raises(UpstreamRateLimited, match="^gemini: slow down"):
+    with pytest.raises(UpstreamRateLimited, match=r"^gemini: slow down"):
         dec.feed(raw[20:])
 
 

@@ -77,7 +77,7 @@ async def test_queue_full_and_queue_timeout() -> None:
         await eng.run(blocking(gate, ran, "c"), max_queue=1, queue_timeout=30)
     assert ei.value.http_status == 503 and ei.value.retry_after is not None and ei.value.retry_after >= 1
     assert "local.max_queue" in ei.value.message
-    with pytest.raises(ServiceUnavailable, match="local.queue_timeout"):
+    with pytest.raises(ServiceUnavailable, match=r"local\.queue_timeout"):
         await eng.run(blocking(gate, ran, "d"), max_queue=5, queue_timeout=0.05)
     assert eng.pending == 1  # "d" left the queue; "b" still waits
     gate.set()
@@ -113,7 +113,7 @@ async def test_load_failure_is_503_and_retried() -> None:
     eng = engine(loader)
     gate, ran = threading.Event(), []
     gate.set()
-    with pytest.raises(ServiceUnavailable, match="could not load local/m from /models/m.gguf"):
+    with pytest.raises(ServiceUnavailable, match=r"could not load local/m from /models/m\.gguf"):
         await result(await eng.run(blocking(gate, ran, "a"), **Q))
     assert await result(await eng.run(blocking(gate, ran, "b"), **Q)) == {"tag": "b"}
     assert len(loader.threads) == 2 and eng.stats.failed == 1

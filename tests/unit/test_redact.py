@@ -8,7 +8,12 @@ import math
 import pytest
 
 from unigate import redact
-from unigate.errors import MAX_RETRY_AFTER, UpstreamRateLimited, UpstreamUnavailable, upstream_error_for_status
+from unigate.errors import (
+    MAX_RETRY_AFTER,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+    upstream_error_for_status,
+)
 from unigate.providers.openai_compat import retry_after_seconds
 
 SECRET = "gw-held-secret-0123456789"

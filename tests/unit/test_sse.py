@@ -4,8 +4,8 @@ import orjson
 import pytest
 
 from unigate.accounting.ledger import UsageRecord
-from unigate.streams import USAGE_MARK, handle_usage
 from unigate.providers.sse import SSEDecoder
+from unigate.streams import USAGE_MARK, handle_usage
 
 
 def events_of(data: bytes, sizes: list[int]) -> list[tuple[str, str]]:

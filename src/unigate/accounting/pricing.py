@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from unigate.catalog.models import get_catalog
 
@@ -102,7 +103,9 @@ def _per_token(value: Any) -> Price | None:
 def _compile_gp(mp: Any) -> Rate | None:
     """Compile a genai-prices ModelPrice; None if it has no token price (e.g. priced per audio
     hour, or an empty price list) — such a model is unpriced for token usage, not free."""
-    g = lambda key: _per_token(getattr(mp, key, None))  # noqa: E731
+    def g(key: str) -> Price | None:
+        return _per_token(getattr(mp, key, None))
+
     inp, out = g("input_mtok"), g("output_mtok")
     if inp is None and out is None:
         return None
@@ -118,14 +121,16 @@ def _compile_gp(mp: Any) -> Rate | None:
 
 def _flat(input_price: float | None, output_price: float | None, cache_read: float | None = None,
           cache_write: float | None = None) -> Rate:
-    f = lambda v: None if v is None else (float(v) / _M, ())  # noqa: E731
+    def f(v: float | None) -> Price | None:
+        return None if v is None else (float(v) / _M, ())
+
     return Rate(input=f(input_price), output=f(output_price), cache_read=f(cache_read), cache_write=f(cache_write))
 
 
 class _Pricer:
     """How to get the Rate of one (provider, model): fixed, or from genai-prices' dated list."""
 
-    __slots__ = ("fixed", "gp_model", "_by_price")
+    __slots__ = ("_by_price", "fixed", "gp_model")
 
     def __init__(self, fixed: Rate | None = None, gp_model: Any = None) -> None:
         self.fixed = fixed
@@ -312,5 +317,16 @@ def cost_of(provider_id: str, model: str, counts: Counts,
     return rate.cost(p, o, cached, written, reasoning, audio_in, audio_out)
 
 
-__all__ = ["Counts", "Rate", "cost_of", "cost_usd", "usage_counts", "on_unpriced", "rate_for", "reset_unpriced", "unpriced_models",
-           "unpriced_requests", "unpriced_total"]
+__all__ = [
+    "Counts",
+    "Rate",
+    "cost_of",
+    "cost_usd",
+    "on_unpriced",
+    "rate_for",
+    "reset_unpriced",
+    "unpriced_models",
+    "unpriced_requests",
+    "unpriced_total",
+    "usage_counts",
+]

@@ -16,11 +16,12 @@ the `anthropic/claude-3-5-haiku-latest` entry because genai-prices maps both to 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -156,7 +157,7 @@ class GenaiPrices:
                 return None
             gp_provider, ref = gp, model
         try:
-            return self.snapshot.find_provider_model(ref, None, gp_provider, None)  # type: ignore[no-any-return]
+            return self.snapshot.find_provider_model(ref, None, gp_provider, None)
         except LookupError:
             return None
 

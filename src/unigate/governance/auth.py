@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from unigate.errors import Unauthenticated
 
@@ -33,7 +33,8 @@ class Authenticator:
         if self._master is None:
             return ANONYMOUS  # loopback-only mode, enforced at bind time
         auth = headers.get("Authorization")
-        if auth is not None and hmac.compare_digest(auth.encode(errors="surrogateescape"), self._master_bearer):  # type: ignore[arg-type]
+        bearer = self._master_bearer  # set whenever _master is
+        if auth is not None and bearer is not None and hmac.compare_digest(auth.encode(errors="surrogateescape"), bearer):
             return MASTER
         key = bearer_or_api_key(headers)
         if key is None:

@@ -43,8 +43,7 @@ class AzureOpenAIAdapter(OpenAICompatAdapter):
         opts = dep.provider.options
         if base.endswith("/openai/v1"):
             return f"{base}/{path}"
-        if base.endswith("/openai"):
-            base = base[: -len("/openai")]
+        base = base.removesuffix("/openai")
         if str(opts.get("api_style", "")).lower() == "v1":
             return f"{base}/openai/v1/{path}"
         version = str(opts.get("api_version") or DEFAULT_API_VERSION)

@@ -9,8 +9,9 @@ native errors. It never sends HTTP, reads the environment or writes SSE: `transp
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
 
 from yarl import URL
 
@@ -45,7 +46,7 @@ class Deployment:
     id: str
     provider: Provider
     model: str
-    adapter: "Adapter"
+    adapter: Adapter
     timeouts: Timeouts
     weight: float = 1.0
     #: USD per million tokens from config, overriding the catalog.
@@ -64,7 +65,7 @@ class Deployment:
 class UpstreamRequest:
     method: str
     #: a yarl.URL(..., encoded=True) when the path must go out byte-exact (a signed path)
-    url: "str | URL"
+    url: str | URL
     headers: Mapping[str, str]
     body: bytes | None
     #: request fields the adapter dropped because this upstream cannot take them.
@@ -116,7 +117,7 @@ class InProcessStream(Protocol):
 
     usage: JSON | None
 
-    def __aiter__(self) -> "InProcessStream": ...
+    def __aiter__(self) -> InProcessStream: ...
 
     async def __anext__(self) -> JSON: ...
 
@@ -160,7 +161,7 @@ class AdapterBase:
 class ChunkMaker:
     """Builds canonical stream chunks that share one id/created/model, for native decoders."""
 
-    __slots__ = ("id", "created", "model")
+    __slots__ = ("created", "id", "model")
 
     def __init__(self, model: str, id: str | None = None, created: int | None = None) -> None:
         self.id = id or "chatcmpl-" + _rand_id()

@@ -17,7 +17,8 @@ Wire format: cohere-ai/cohere-python `src/cohere/v2/raw_client.py` and `src/cohe
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import orjson
 
@@ -118,7 +119,7 @@ class CohereAdapter(AdapterBase):
             out["usage"] = usage
         return out
 
-    def chat_stream(self, body: JSON, dep: Deployment) -> "CohereStreamDecoder":
+    def chat_stream(self, body: JSON, dep: Deployment) -> CohereStreamDecoder:
         return CohereStreamDecoder(dep.model, dep.provider.id)
 
     def error(self, status: int, data: bytes, headers: Mapping[str, str], dep: Deployment) -> UpstreamError:
@@ -135,8 +136,7 @@ class CohereAdapter(AdapterBase):
 def _chat_url(dep: Deployment) -> str:
     base = dep.provider.base_url.rstrip("/")
     # COHERE_BASE_URL is the host root, as in Cohere's SDK; tolerate one that already ends in /v2
-    if base.endswith("/v2"):
-        base = base[:-3]
+    base = base.removesuffix("/v2")
     return f"{base}/v2/chat"
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import orjson
 
@@ -40,7 +41,7 @@ class OpenAICompatAdapter(AdapterBase):
             raise ValueError("chat completion is not a JSON object")
         return obj
 
-    def chat_stream(self, body: JSON, dep: Deployment) -> "OpenAIStreamDecoder":
+    def chat_stream(self, body: JSON, dep: Deployment) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(dep.provider.id)
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from multidict import CIMultiDict
 

@@ -55,7 +55,7 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    def open(self, req: UpstreamRequest, timeouts: Timeouts, provider: str) -> "Exchange":
+    def open(self, req: UpstreamRequest, timeouts: Timeouts, provider: str) -> Exchange:
         """`async with transport.open(...) as resp`: send `req`, get the response once its headers
         are in. Transport failures, while connecting or inside the block, raise UpstreamTimeout
         (504) or UpstreamUnavailable (502)."""

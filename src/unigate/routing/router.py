@@ -9,7 +9,7 @@ fallbacks.
 from __future__ import annotations
 
 import random
-from typing import Iterable
+from collections.abc import Iterable
 
 from unigate.config import Config, model_name_problem
 from unigate.errors import InvalidRequest, ModelNotFound

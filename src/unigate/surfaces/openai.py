@@ -7,7 +7,8 @@ import logging
 import os
 import re
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -127,4 +128,4 @@ def fallback_handler(known_paths: set[str]) -> Callable[[web.Request], Awaitable
     return guarded(not_found)
 
 
-__all__ = ["OpenAISurface", "guarded", "error_response", "fallback_handler", "ModelNotFound", "model_object"]
+__all__ = ["ModelNotFound", "OpenAISurface", "error_response", "fallback_handler", "guarded", "model_object"]

@@ -185,7 +185,6 @@ def validate_chat(body: JSON) -> None:
             fn = t.get("function")
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise InvalidRequest(f"Missing required parameter: 'tools[{i}].function.name'.", param=f"tools[{i}].function.name", code="missing_required_parameter")
-        if t["type"] == "function":
             for key, kind, expected in (("parameters", dict, "an object"), ("description", str, "a string"),
                                         ("strict", bool, "a boolean")):
                 v = fn.get(key)

@@ -7,10 +7,10 @@ exports its own series (scrape each, or sum by instance).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from operator import attrgetter
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -39,7 +39,8 @@ class MsHistogram:
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self.bounds = tuple(float(b) for b in buckets)
         self._bounds_ms = tuple(b * 1000 for b in self.bounds)
-        self._le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        # floatToGoString (prometheus_client.utils) has no annotations; it returns the str label
+        self._le: list[str] = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         #: per label values: a count per bucket (the last one is +Inf, not cumulative), and the sum in ms
         self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
         registry.register(self)
@@ -59,7 +60,7 @@ class MsHistogram:
     def collect(self) -> Iterator[Metric]:
         fam = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for labels, (counts, total) in self._series.items():
-            fam.add_metric(list(labels), list(zip(self._le, accumulate(counts))), total[0] / 1000)
+            fam.add_metric(list(labels), list(zip(self._le, accumulate(counts), strict=False)), total[0] / 1000)
         yield fam
 
 

@@ -4,7 +4,8 @@ response.py (answers, usage, errors) and stream.py (SSE events)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 import orjson
 

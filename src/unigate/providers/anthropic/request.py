@@ -357,7 +357,7 @@ def _response_tool(rf: JSON, tools: list[JSON], choice: JSON | None) -> tuple[li
         # only the answer tool may be called; user tools stay defined because a history with
         # tool_use blocks needs them
         return [*tools, tool], {"type": "tool", "name": RESPONSE_TOOL, "disable_parallel_tool_use": True}
-    if (choice or {}).get("type") == "tool":
+    if choice is not None and choice.get("type") == "tool":
         return [*tools, tool], choice  # the client named a tool: that call comes first
     # the model may call a client tool or answer through the answer tool, but must do one
     forced: JSON = {"type": "any"}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -128,7 +129,8 @@ def upstream_error(status: int, etype: str | None, message: str, headers: Mappin
 
 def stream_error(payload: JSON, provider: str) -> UpstreamError:
     """An `event: error` after the HTTP 200 (§2.5): mapped as if it had come with its status."""
-    err = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+    raw = payload.get("error")
+    err: JSON = raw if isinstance(raw, dict) else {}
     etype = err.get("type")
     message = err.get("message") or "the upstream reported an error mid-stream"
     return upstream_error(ERROR_STATUS.get(str(etype), 500), etype, str(message), {}, provider)

@@ -21,7 +21,8 @@ response_format is obtained (see request._structured_output).
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 import orjson
 

@@ -75,11 +75,11 @@ def image_block(url: str, pid: str, at: str) -> JSON:
         return {"image": {"format": fmt, "source": {"bytes": payload}}}
     if url.startswith("s3://"):
         ext = url.rpartition(".")[2].lower()
-        fmt = _IMAGE_EXT.get(ext)
-        if fmt is None:
+        ext_fmt = _IMAGE_EXT.get(ext)
+        if ext_fmt is None:
             raise UnsupportedFeature(f"{pid}: cannot tell the image format of {url!r}; name it .png, .jpeg, .gif "
                                      "or .webp", param=at)
-        return {"image": {"format": fmt, "source": {"s3Location": {"uri": url}}}}
+        return {"image": {"format": ext_fmt, "source": {"s3Location": {"uri": url}}}}
     shown = url if len(url) <= 80 else url[:77] + "..."
     raise UnsupportedFeature(
         f"{pid}: Bedrock Converse cannot fetch image URLs ({shown}); send the image inline as a base64 "

@@ -8,7 +8,7 @@ ones in service-2.json; the gateway's answer follows /work/shared/reference/prov
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import orjson
 

@@ -252,7 +252,7 @@ def _structured_output(body: JSON, out: JSON, pid: str, mode: str) -> JSON | Non
     js = rf.get("json_schema") or {}
     schema = js.get("schema") or {"type": "object"}
     is_object = schema.get("type") == "object" or ("type" not in schema and "properties" in schema)
-    use_tool = mode == "tool" or (mode not in ("output_config",) and not has_tools and is_object)
+    use_tool = mode == "tool" or (mode != "output_config" and not has_tools and is_object)
     if use_tool:
         if has_tools:
             raise UnsupportedFeature(f"{pid}: a json_schema answer is forced through a tool here, which cannot be "

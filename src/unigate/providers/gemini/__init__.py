@@ -15,9 +15,9 @@ Provider options (config file `providers.<id>.options`):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
 from urllib.parse import quote
-
-from typing import ClassVar, Mapping
 
 import orjson
 from yarl import URL

@@ -10,7 +10,8 @@ must reach the client as 401; a 429 RESOURCE_EXHAUSTED often has no Retry-After 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -52,9 +53,8 @@ def error_from_object(err: Any, provider: str, *, http_status: int | None = None
     details = [d for d in err.get("details") or () if isinstance(d, dict)]
     reasons = {str(d.get("reason")) for d in details if d.get("reason")}
     out_code: str | None = None
-    if status == 400 and (any(r.startswith("API_KEY") for r in reasons) or "API key not valid" in message):
-        status, out_code = 401, "invalid_api_key"
-    elif status == 401 or grpc == "UNAUTHENTICATED":
+    key_refused = status == 400 and (any(r.startswith("API_KEY") for r in reasons) or "API key not valid" in message)
+    if key_refused or status == 401 or grpc == "UNAUTHENTICATED":
         status, out_code = 401, "invalid_api_key"
     elif status == 400:
         low = message.lower()
@@ -80,9 +80,8 @@ def _find_error(data: bytes) -> JSON | None:
         return None
     if isinstance(obj, list) and obj and isinstance(obj[0], dict):
         obj = obj[0]  # the stream endpoint without alt=sse wraps everything in an array
-    if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
-        return obj["error"]
-    return None
+    err = obj.get("error") if isinstance(obj, dict) else None
+    return err if isinstance(err, dict) else None
 
 
 def _retry_info(details: list[JSON]) -> float | None:

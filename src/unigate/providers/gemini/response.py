@@ -53,7 +53,7 @@ class PartReader:
     """Splits one candidate's parts into visible text, thought text and tool calls; keeps the
     per-candidate call counter so ids and stream indexes continue across chunks."""
 
-    __slots__ = ("seed", "calls")
+    __slots__ = ("calls", "seed")
 
     def __init__(self, seed: str) -> None:
         self.seed = seed
@@ -94,7 +94,8 @@ def logprobs_from(result: Any) -> JSON | None:
     """logprobsResult -> OpenAI `choice.logprobs`."""
     if not isinstance(result, dict) or not isinstance(result.get("chosenCandidates"), list):
         return None
-    tops = result.get("topCandidates") if isinstance(result.get("topCandidates"), list) else []
+    top_candidates = result.get("topCandidates")
+    tops: list[Any] = top_candidates if isinstance(top_candidates, list) else []
     content = []
     for k, c in enumerate(result["chosenCandidates"]):
         tok = str(c.get("token", ""))

@@ -49,7 +49,7 @@ def json_schema(schema: Any) -> JSON:
     """A copy of `schema` for `parametersJsonSchema` / `responseJsonSchema`."""
     if not isinstance(schema, dict):
         return {"type": "object"}
-    return _clean_json(schema)
+    return _clean_json_object(schema)
 
 
 def has_properties(schema: JSON) -> bool:
@@ -57,7 +57,7 @@ def has_properties(schema: JSON) -> bool:
 
 
 class _Converter:
-    __slots__ = ("root", "ordered")
+    __slots__ = ("ordered", "root")
 
     def __init__(self, root: JSON, ordered: bool) -> None:
         self.root, self.ordered = root, ordered
@@ -181,6 +181,10 @@ def _clean_json(s: Any) -> Any:
         return [_clean_json(x) for x in s]
     if not isinstance(s, dict):
         return s
+    return _clean_json_object(s)
+
+
+def _clean_json_object(s: JSON) -> JSON:
     if "$ref" in s:
         return {k: v for k, v in s.items() if k in ("$ref", "description", "default")}
     out: JSON = {}

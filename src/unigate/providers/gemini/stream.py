@@ -38,7 +38,7 @@ _SSE_FIELDS = (b"data", b"event", b"id", b"retry", b":")
 class _GeminiSSE(SSEDecoder):
     """SSE decoding plus collection of bare JSON objects written outside `data:` lines."""
 
-    __slots__ = ("_raw", "_depth", "raw")
+    __slots__ = ("_depth", "_raw", "raw")
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,7 +67,7 @@ class _GeminiSSE(SSEDecoder):
 
 
 class _Candidate:
-    __slots__ = ("reader", "role_sent", "saw_call", "finished")
+    __slots__ = ("finished", "reader", "role_sent", "saw_call")
 
     def __init__(self, seed: str) -> None:
         self.reader = PartReader(seed)

@@ -36,7 +36,7 @@ class LocalAdapter(AdapterBase):
         work = chat_work(chat_params(body, dep.public_id), dep.model, stream=False)
         return await _run_to_end(engine, work, dep)
 
-    def chat_stream_iter(self, body: JSON, dep: Deployment) -> "LocalStream":
+    def chat_stream_iter(self, body: JSON, dep: Deployment) -> LocalStream:
         engine = engine_for(dep)
         _check_chat_model(engine, dep)
         # translate now: a bad request gets its 400 before it queues for the model
@@ -91,7 +91,7 @@ class LocalStream:
         self._job: Job | None = None
         self._over = False
 
-    def __aiter__(self) -> "LocalStream":
+    def __aiter__(self) -> LocalStream:
         return self
 
     async def __anext__(self) -> JSON:

@@ -22,8 +22,9 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from unigate.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamUnavailable
 
@@ -70,8 +71,18 @@ class Job:
     `emit()`. `cancelled` is a plain flag: written by the loop, read by the worker between tokens
     (a bool store is atomic under the GIL)."""
 
-    __slots__ = ("work", "loop", "out", "started", "done", "cancelled", "state",
-                 "prompt_tokens", "completion_tokens", "finish_reason")
+    __slots__ = (
+        "cancelled",
+        "completion_tokens",
+        "done",
+        "finish_reason",
+        "loop",
+        "out",
+        "prompt_tokens",
+        "started",
+        "state",
+        "work",
+    )
 
     def __init__(self, work: Work, loop: asyncio.AbstractEventLoop) -> None:
         self.work = work
@@ -159,7 +170,7 @@ class LocalEngine:
         self._jobs.put(job)
         try:
             await asyncio.wait_for(asyncio.shield(job.started), queue_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self._withdraw(job):
                 self.stats.rejected_timeout += 1
                 raise ServiceUnavailable(
@@ -184,7 +195,7 @@ class LocalEngine:
         if job.state == "running" and not job.done.done():
             try:
                 await asyncio.wait_for(asyncio.shield(job.done), wait)
-            except asyncio.TimeoutError:  # a long prompt evaluation cannot be interrupted mid-way
+            except TimeoutError:  # a long prompt evaluation cannot be interrupted mid-way
                 log.warning("local/%s: generation did not stop within %gs", self.spec.name, wait)
 
     def _withdraw(self, job: Job) -> bool:
@@ -219,7 +230,7 @@ class LocalEngine:
                     result = job.work(self._load(), job)
                     if result is not None:
                         job.emit(result)
-            except Exception as e:  # every failure goes back to the request that caused it
+            except Exception as e:  # noqa: BLE001 - every failure goes back to the request that caused it
                 job.finish_reason = "error"
                 job.emit(self._error_for(e))
             finally:
@@ -289,7 +300,7 @@ class LocalEngine:
             t.join(wait)
 
 
-_ALL: "weakref.WeakSet[LocalEngine]" = weakref.WeakSet()
+_ALL: weakref.WeakSet[LocalEngine] = weakref.WeakSet()
 
 
 @atexit.register

@@ -10,7 +10,8 @@ import ctypes
 import json
 import logging
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.base import ChunkMaker, usage_dict
@@ -64,7 +65,7 @@ def _counting_class(llama_cpp: Any) -> Any:
     if _engine_class is not None:
         return _engine_class
 
-    class EngineLlama(llama_cpp.Llama):  # type: ignore[misc, name-defined]
+    class EngineLlama(llama_cpp.Llama):  # type: ignore[misc]
         job: Job | None = None
 
         def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
@@ -95,7 +96,7 @@ def _route_llama_logs(llama_cpp: Any) -> None:
     if _log_callback is not None:
         return
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
     def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         # ggml_log_level: 1 info, 2 warn, 3 error, 4 debug, 5 continuation of the previous line
         if level == 3:
@@ -117,7 +118,7 @@ def _grammar(schema: JSON) -> Any:
     # `_grammar_for_json_schema`), which would be a quiet wrong answer.
     try:
         return llama_grammar.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure of the converter means this schema is unusable
         raise InvalidRequest(
             f"local: the JSON schema cannot be turned into a grammar for the local model: {e}",
             param="response_format.json_schema.schema",

@@ -23,10 +23,10 @@ from unigate.pipeline import Gateway
 from unigate.providers.anthropic.request import ANTHROPIC_VERSION
 from unigate.providers.base import Deployment, UpstreamRequest
 from unigate.providers.transport import BodyTooLong, read_limited, read_prefix
+from unigate.surfaces import validate
 from unigate.surfaces.anthropic.request import Target, request_model, to_canonical
 from unigate.surfaces.anthropic.response import render_error
 from unigate.surfaces.anthropic.stream import AnthropicEgress
-from unigate.surfaces import validate
 from unigate.surfaces.openai import Endpoint, guarded
 
 log = logging.getLogger("unigate.http")
