@@ -24,7 +24,7 @@ from unigate.providers.registry import build_providers
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
 from unigate.surfaces.anthropic import AnthropicSurface
-from unigate.surfaces.openai import OpenAISurface, fallback_handler, model_object
+from unigate.surfaces.openai import OpenAISurface, expect_handler, fallback_handler, model_object
 
 log = logging.getLogger("unigate")
 
@@ -133,10 +133,12 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
         await gw.ledger.flush()  # a scrape sees every call finished so far
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
-    app.add_routes([web.get("/health/live", live), web.get("/health/ready", readyz), web.get("/health", live),
-                    web.get("/metrics", metrics_handler)])
+    expect = expect_handler()
+    app.add_routes([web.get(path, fn, expect_handler=expect) for path, fn in
+                    (("/health/live", live), ("/health/ready", readyz), ("/health", live), ("/metrics", metrics_handler))])
     known = {r.path for r in routes if isinstance(r, web.RouteDef)}
-    app.router.add_route("*", "/{tail:.*}", fallback_handler(known))
+    # [\s\S]: a path with a newline (/%0A) is unknown too, not aiohttp's text/plain 404
+    app.router.add_route("*", r"/{tail:[\s\S]*}", fallback_handler(known), expect_handler=expect)
 
     async def on_startup(app: web.Application) -> None:
         gw.ledger.start()

@@ -130,11 +130,18 @@ class Gateway:
 
     def _build(self, body: JSON, dep: Deployment, endpoint: str, stream: bool) -> UpstreamRequest:
         a = dep.adapter
-        if endpoint == "chat":
-            return a.chat_request(body, dep, stream=stream)
-        if endpoint == "embeddings":
-            return a.embeddings_request(body, dep)
-        return a.completions_request(body, dep, stream=stream)
+        try:
+            if endpoint == "chat":
+                return a.chat_request(body, dep, stream=stream)
+            if endpoint == "embeddings":
+                return a.embeddings_request(body, dep)
+            return a.completions_request(body, dep, stream=stream)
+        except MALFORMED as e:
+            # validation types what translators read; a field of a shape it does not check that a
+            # translator still trips on is the client's input, so a 400, and a bug to fix in validate
+            log.warning("%s could not translate a request: %s: %s", dep.public_id, type(e).__name__, str(e)[:200])
+            raise InvalidRequest(f"The request could not be translated for {dep.public_id}: a field has a shape "
+                                 f"it cannot take ({type(e).__name__}).") from None
 
     async def _call_json(self, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str,
                          egress: Egress) -> web.Response:

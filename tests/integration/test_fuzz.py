@@ -472,7 +472,10 @@ def check_answer(a: Answer, method: str, path: str, what: str) -> None:
     except orjson.JSONDecodeError:
         raise AssertionError(f"{where}: the answer does not parse as JSON: {a.excerpt()}") from None
     if a.status >= 400:
-        if surface == "anthropic":
+        if a.status == 400 and isinstance(obj, dict) and (obj.get("error") or {}).get("code") == "bad_http_request":
+            # refused by the HTTP parser before any route is known: the default (OpenAI) envelope
+            check_openai_error(obj, where)
+        elif surface == "anthropic":
             check_anthropic_error(obj, where)
         elif method != "POST" and path in fs.ANTHROPIC_PATHS:
             pass  # a wrong method on an Anthropic path: either envelope will do

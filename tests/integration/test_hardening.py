@@ -205,3 +205,25 @@ async def test_the_anthropic_surface_checks_the_canonical_request_too(gw: Runnin
     status, _, answer = await post(gw, "/v1/messages", body)
     assert status == 400 and answer["type"] == "error", answer
     assert not fakes[2].requests
+
+
+@pytest.mark.parametrize("dims", [[1], {"a": 1}, "8", 0, 1.5])
+async def test_embeddings_dimensions_must_be_a_positive_integer(gw: RunningGateway, fakes: Any, dims: Any) -> None:
+    status, _, answer = await post(gw, "/v1/embeddings", {"model": "gemini/text-embedding-004", "input": "x",
+                                                          "dimensions": dims})
+    assert status == 400 and answer["error"]["param"] == "dimensions", answer
+    assert not fakes[2].requests
+
+
+@pytest.mark.parametrize("expect", ["0", "200-ok", "100-continue, x"])
+async def test_an_unknown_expectation_gets_the_surfaces_envelope(gw: RunningGateway, expect: str) -> None:
+    status, _, answer = await post(gw, "/v1/chat/completions", {"model": "x"}, headers={"Expect": expect})
+    assert status == 417 and answer["error"]["code"] == "expectation_failed", answer
+    status, _, answer = await post(gw, "/v1/messages", {"model": "x"}, headers={"Expect": expect})
+    assert status == 417 and answer["type"] == "error", answer
+
+
+async def test_a_path_with_a_newline_is_an_enveloped_404(gw: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gw.url + "/%0A", headers=AUTH) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"

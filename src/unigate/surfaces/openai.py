@@ -81,6 +81,29 @@ def guarded(fn: Endpoint, render: Callable[[GatewayError, str], web.Response] = 
     return handler
 
 
+class ExpectationFailed(GatewayError):
+    status = 417
+    type = "invalid_request_error"
+    default_code = "expectation_failed"
+
+
+def expect_handler(render: Callable[[GatewayError, str], web.Response] = error_response
+                   ) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
+    """A route's handler of the Expect header: `100-continue` is answered as HTTP/1.1 says; any
+    other expectation gets the surface's envelope (aiohttp's own answer is text/plain)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse | None:
+        expect = request.headers.get("Expect", "")
+        if expect.lower() == "100-continue":
+            if request.version >= (1, 1):
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return None
+        return render(ExpectationFailed(f"Unsupported Expect header {expect[:40]!r}; "
+                                        "only '100-continue' is understood."), request_id(request))
+
+    return handle
+
+
 def model_object(model_id: str, owned_by: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": _STARTED, "owned_by": owned_by, **(extra or {})}
 
@@ -92,15 +115,16 @@ class OpenAISurface:
 
     def routes(self) -> list[web.RouteDef]:
         gw = self.gw
+        expect = expect_handler()
         return [
-            web.post("/v1/chat/completions", guarded(gw.chat_completions)),
-            web.post("/chat/completions", guarded(gw.chat_completions)),
-            web.post("/v1/completions", guarded(gw.completions)),
-            web.post("/v1/embeddings", guarded(gw.embeddings)),
-            web.post("/embeddings", guarded(gw.embeddings)),
-            web.get("/v1/models", guarded(self.models)),
-            web.get("/models", guarded(self.models)),
-            web.get("/v1/models/{model_id:.+}", guarded(self.model)),
+            web.post("/v1/chat/completions", guarded(gw.chat_completions), expect_handler=expect),
+            web.post("/chat/completions", guarded(gw.chat_completions), expect_handler=expect),
+            web.post("/v1/completions", guarded(gw.completions), expect_handler=expect),
+            web.post("/v1/embeddings", guarded(gw.embeddings), expect_handler=expect),
+            web.post("/embeddings", guarded(gw.embeddings), expect_handler=expect),
+            web.get("/v1/models", guarded(self.models), expect_handler=expect),
+            web.get("/models", guarded(self.models), expect_handler=expect),
+            web.get("/v1/models/{model_id:.+}", guarded(self.model), expect_handler=expect),
         ]
 
     async def models(self, request: web.Request, rid: str) -> web.Response:

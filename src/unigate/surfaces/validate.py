@@ -191,6 +191,7 @@ def validate_chat(body: JSON) -> None:
                 if v is not None and type(v) is not kind:
                     raise _bad_type(f"tools[{i}].function.{key}", expected, v)
     _check_tool_choice(body.get("tool_choice"))
+    _check_functions(body)
     effort = body.get("reasoning_effort")
     if effort is not None and (type(effort) is not str or effort not in REASONING_EFFORTS):
         raise InvalidRequest(f"Invalid value for 'reasoning_effort': {effort!r}. Supported values are: "
@@ -249,6 +250,10 @@ def _check_message_fields(m: JSON, i: int) -> None:
         v = m.get(key)
         if v is not None and type(v) is not str:
             raise _bad_type(f"messages[{i}].{key}", "a string", v)
+    fc = m.get("function_call")  # the deprecated single-call form
+    if fc is not None and (type(fc) is not dict or type(fc.get("name")) is not str
+                           or type(fc.get("arguments", "")) is not str):
+        raise _bad_type(f"messages[{i}].function_call", "an object with a string 'name' and 'arguments'", fc)
     calls = m.get("tool_calls")
     if calls is None:
         return
@@ -267,6 +272,23 @@ def _check_message_fields(m: JSON, i: int) -> None:
             raise _bad_type(f"{p}.function.name", "a string", fn.get("name"))
         if fn.get("arguments") is not None and type(fn["arguments"]) is not str:
             raise _bad_type(f"{p}.function.arguments", "a string (JSON text)", fn["arguments"])
+
+
+def _check_functions(body: JSON) -> None:
+    """The deprecated forms of tools and tool_choice, which translators still read."""
+    fns = body.get("functions")
+    if fns is not None:
+        if type(fns) is not list:
+            raise _bad_type("functions", "an array", fns)
+        for i, fn in enumerate(fns):
+            if type(fn) is not dict or type(fn.get("name")) is not str:
+                raise InvalidRequest(f"Missing required parameter: 'functions[{i}].name'.", param=f"functions[{i}].name",
+                                     code="missing_required_parameter")
+            if fn.get("parameters") is not None and type(fn["parameters"]) is not dict:
+                raise _bad_type(f"functions[{i}].parameters", "an object", fn["parameters"])
+    fc = body.get("function_call")
+    if fc is not None and not (type(fc) is str or (type(fc) is dict and type(fc.get("name")) is str)):
+        raise _bad_type("function_call", "'none', 'auto' or an object with a 'name'", fc)
 
 
 def _check_tool_choice(tc: Any) -> None:
@@ -288,6 +310,9 @@ def _check_tool_choice(tc: Any) -> None:
 
 def validate_embeddings(body: JSON) -> None:
     require_model(body)
+    dims = body.get("dimensions")
+    if dims is not None and (type(dims) is not int or dims < 1):
+        raise InvalidRequest("Invalid 'dimensions': expected a positive integer.", param="dimensions", code="invalid_value")
     inp = body.get("input")
     if inp is None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")

@@ -27,7 +27,7 @@ from unigate.surfaces import validate
 from unigate.surfaces.anthropic.request import Target, request_model, to_canonical
 from unigate.surfaces.anthropic.response import render_error
 from unigate.surfaces.anthropic.stream import AnthropicEgress
-from unigate.surfaces.openai import Endpoint, guarded
+from unigate.surfaces.openai import Endpoint, expect_handler, guarded
 
 log = logging.getLogger("unigate.http")
 
@@ -76,9 +76,11 @@ class AnthropicSurface:
         self.gw = gw
 
     def routes(self) -> list[web.RouteDef]:
+        expect = expect_handler(render_error)
         return [
-            web.post("/v1/messages", guarded(_internal(self.messages), render=render_error)),
-            web.post("/v1/messages/count_tokens", guarded(_internal(self.count_tokens), render=render_error)),
+            web.post("/v1/messages", guarded(_internal(self.messages), render=render_error), expect_handler=expect),
+            web.post("/v1/messages/count_tokens", guarded(_internal(self.count_tokens), render=render_error),
+                     expect_handler=expect),
         ]
 
     async def messages(self, request: web.Request, rid: str) -> web.StreamResponse:
