@@ -40,6 +40,10 @@ def cmd_providers(args: argparse.Namespace) -> int:
     rows = [("PROVIDER", "DIALECT", "CONFIGURED", "KEY ENV", "BASE URL")]
     for pid, p in sorted(PRESETS.items()):
         prov = configured.get(pid)
+        if p.dialect == "local":  # in the gateway itself: on unless the config or UNIGATE_LOCAL=off says no
+            rows.append((pid, p.dialect, "yes" if cfg.local.enabled else "-", "(none) UNIGATE_LOCAL=off disables",
+                         "in process"))
+            continue
         rows.append((pid, p.dialect, "yes" if prov else "-", key_env_names(p)[0] if not p.keyless else f"(none) {base_url_env_names(p)[0]}",
                      prov.base_url if prov else p.base_url))
     for pid, prov in sorted(configured.items()):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -44,7 +45,8 @@ class ProviderConfig(_Strict, frozen=True):
     base_url: str | None = None
     headers: dict[str, str] = {}
     timeouts: Timeouts | None = None
-    #: provider-specific settings (azure api_version, bedrock region, ...)
+    #: the dialect's own settings (azure api_version, bedrock region, ...): typed per dialect in
+    #: providers/options.py and checked against it by `_check`; a dialect without any takes none.
     options: dict[str, Any] = {}
     enabled: bool = True
 
@@ -190,7 +192,10 @@ def parse_config(data: Any, *, where: str, env: Mapping[str, str] | None = None)
 def _explain(msg: str) -> str:
     # msgspec says "Expected `int`, got `str` - at `$.server.port`"; put the path first.
     m = re.match(r"(.*) - at `(.*)`$", msg)
-    return f"{m.group(2)}: {m.group(1)}" if m else msg
+    out = f"{m.group(2)}: {m.group(1)}" if m else msg
+    if re.search(r"got `(date|datetime|time)`", out):
+        out += " (YAML reads an unquoted date or time as one: quote the value)"
+    return out
 
 
 def _check(cfg: Config, where: str) -> None:
@@ -200,11 +205,15 @@ def _check(cfg: Config, where: str) -> None:
         if "/" in pid:
             raise ConfigError(f"{where}: $.providers.{pid}: a provider id may not contain '/'")
         preset = p.preset or pid
+        if preset == "local":
+            raise ConfigError(f"{where}: $.providers.{pid}: the embedded model is configured under `local:`, "
+                              "not `providers:`")
         if preset not in PRESETS:
             raise ConfigError(
                 f"{where}: $.providers.{pid}: unknown provider; set `preset:` to one of the built-ins "
                 f"(e.g. `openai` for any OpenAI-compatible server)"
             )
+        _check_options(pid, PRESETS[preset].dialect, p.options, where)
     for i, d in enumerate(cfg.deployments):
         if "/" not in d.model:
             raise ConfigError(f"{where}: $.deployments[{i}].model: expected '<provider>/<model>', got {d.model!r}")
@@ -226,6 +235,29 @@ def _check(cfg: Config, where: str) -> None:
     for name, targets in cfg.aliases.items():
         if not targets:
             raise ConfigError(f"{where}: $.aliases.{name}: needs at least one target")
+
+
+def _check_options(pid: str, dialect: str, raw: Mapping[str, Any], where: str) -> None:
+    """`raw` against `dialect`'s options struct; an unknown or mistyped key stops start-up
+    naming `$.providers.<id>.options.<key>`."""
+    from unigate.providers.options import options_type, parse_options
+
+    at = f"$.providers.{pid}.options"
+    try:
+        parse_options(dialect, raw)
+    except msgspec.ValidationError as e:
+        msg = str(e)
+        unknown = re.fullmatch(r"Object contains unknown field `(.*)`", msg, re.DOTALL)
+        if not unknown:  # a mistyped value: msgspec's path is relative to the options mapping
+            raise ConfigError(f"{where}: {_explain(msg.replace(' - at `$', ' - at `' + at, 1))}") from None
+        key = unknown.group(1)
+        names = list(options_type(dialect).__struct_fields__)
+        if not names:
+            raise ConfigError(f"{where}: {at}.{key}: unknown option; the {dialect} dialect takes no options") from None
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        raise ConfigError(f"{where}: {at}.{key}: unknown option{hint}; {dialect} options are "
+                          f"{', '.join(names)}") from None
 
 
 def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:

@@ -8,14 +8,13 @@ OpenAI-format upstream's bytes untouched (`relay_openai`), the gateway's fastest
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
+from unigate.canonical.types import JSON
 from unigate.errors import GatewayError
 from unigate.providers import sse
-
-JSON = dict[str, Any]
 
 
 class StreamEncoder(Protocol):
@@ -77,3 +76,12 @@ class OpenAIEgress:
 
 
 OPENAI = OpenAIEgress()
+
+
+class PlainJSONEgress(OpenAIEgress):
+    """An answer that is not a chat completion (a token count): its object as it is, never a relay."""
+
+    relay_openai = False
+
+
+PLAIN_JSON = PlainJSONEgress()

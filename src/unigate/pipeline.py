@@ -1,11 +1,13 @@
-"""The path of one request, in one place:
+"""The path of one request, in one place: a `Call` through the stages of `Gateway`
 
-    authenticate -> read + validate body -> resolve model to deployments -> for each deployment:
-    build the native request, call, translate back (JSON or a relayed/translated stream);
-    on a fallbackable error try the next one -> record usage (off the hot path) -> respond.
+    admit (authenticate, read the body) -> the surface validates (and translates to canonical)
+    -> plan (model -> ordered deployments) -> attempt each deployment: build the native request,
+    exchange it (HTTP, or the in-process engine), translate back (JSON, or a relayed/translated
+    stream); on a fallbackable error try the next one -> settle (usage, cost, the ledger row,
+    off the hot path) -> egress (the surface's encoding).
 
-Handlers in `surfaces/` call the functions here; adapters in `providers/` do the translating;
-`transport.py` does the HTTP.
+Handlers in `surfaces/` call the stages here; adapters in `providers/` do the translating;
+`transport.py` does the exchange. docs/architecture.md says where each concern plugs in.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import orjson
@@ -23,21 +24,24 @@ from aiohttp import web
 from unigate import catalog
 from unigate.accounting import pricing
 from unigate.accounting.ledger import Ledger, UsageRecord
+from unigate.canonical.types import JSON
+from unigate.canonical.upstream import error_message
 from unigate.config import Config
 from unigate.drain import Drain
 from unigate.egress import OPENAI, Egress, StreamEncoder
+from unigate.endpoints import Endpoint
 from unigate.errors import (
     BodyTooLarge,
     GatewayError,
     InvalidRequest,
+    UnsupportedFeature,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
     upstream_error_for_status,
 )
-from unigate.governance.auth import Authenticator, Principal
-from unigate.providers.base import JSON, NOT_LOOKED_UP, Deployment, UpstreamRequest
-from unigate.providers.openai_compat import error_message
+from unigate.governance.auth import ANONYMOUS, Authenticator, Principal
+from unigate.providers.base import NOT_LOOKED_UP, Deployment, UpstreamRequest
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
 from unigate.routing.router import Router
 from unigate.streams import CLIENT_GONE, embeddings_to_base64, relay_openai_stream, translate_stream
@@ -50,12 +54,42 @@ _CLIENT_GONE = CLIENT_GONE
 #: what a translator raises on an upstream answer of the wrong shape (a 502, never a 500)
 MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 #: the part of a JSON answer that must have this type for the relay to pass it on untouched
-_RELAY_SHAPE = {"chat": ("choices", list), "completions": ("choices", list), "embeddings": ("data", list)}
+_RELAY_SHAPE = {Endpoint.CHAT: ("choices", list), Endpoint.COMPLETIONS: ("choices", list),
+               Endpoint.EMBEDDINGS: ("data", list)}
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the stages; each stage adds what it knows.
+
+    `body` is the canonical (OpenAI) body, except for COUNT_TOKENS, whose body is the
+    Anthropic Messages one (only that dialect can count)."""
+
+    request: web.Request
+    rid: str
+    endpoint: Endpoint
+    body: JSON
+    principal: Principal = ANONYMOUS
+    egress: Egress = OPENAI
+    #: plan: the deployments to try, first choice first (a surface may plan early, see anthropic)
+    attempts: list[Deployment] | None = None
+
+    @property
+    def stream(self) -> bool:
+        return self.endpoint.streams and self.body.get("stream") is True
 
 
 @dataclass(slots=True)
 class Gateway:
-    """Everything a request needs, built once per process."""
+    """Everything a request needs, built once per process, and the stages of one call:
+
+        admit    who is calling (async: a key may be looked up in a database); the hooks where
+                 limits, budgets and credits check and reserve
+        plan     the model resolved once into an ordered list of attempts
+        attempt  each deployment through its adapter and transport (HTTP or in-process)
+        settle   usage, cost and the ledger row, in one place, also when the client left
+        egress   the surface's encoding (`call.egress`)
+    """
 
     cfg: Config
     router: Router
@@ -64,33 +98,39 @@ class Gateway:
     auth: Authenticator
     drain: Drain = field(default_factory=Drain)  # what the shutdown deadline ends (server.py)
 
-    # ------------------------------------------------------------------ entry points
+    # ------------------------------------------------------------------ the OpenAI surface
 
     async def chat_completions(self, request: web.Request, rid: str) -> web.StreamResponse:
-        principal = self.auth.authenticate(request.headers)
-        body = await self.read_json(request)
-        validate.validate_chat(body)
-        return await self.run(request, rid, principal, body, endpoint="chat")
+        call = await self.admit(request, rid, Endpoint.CHAT)
+        validate.validate_chat(call.body)
+        return await self.run(call)
 
     async def completions(self, request: web.Request, rid: str) -> web.StreamResponse:
-        principal = self.auth.authenticate(request.headers)
-        body = await self.read_json(request)
-        validate.validate_completions(body)
-        return await self.run(request, rid, principal, body, endpoint="completions")
+        call = await self.admit(request, rid, Endpoint.COMPLETIONS)
+        validate.validate_completions(call.body)
+        return await self.run(call)
 
     async def embeddings(self, request: web.Request, rid: str) -> web.StreamResponse:
-        principal = self.auth.authenticate(request.headers)
-        body = await self.read_json(request)
-        validate.validate_embeddings(body)
-        return await self.run(request, rid, principal, body, endpoint="embeddings")
+        call = await self.admit(request, rid, Endpoint.EMBEDDINGS)
+        validate.validate_embeddings(call.body)
+        return await self.run(call)
 
-    # ------------------------------------------------------------------ the request path
+    # ------------------------------------------------------------------ the stages
 
-    async def run(self, request: web.Request, rid: str, principal: Principal, body: JSON, *, endpoint: str,
-                  egress: Egress = OPENAI) -> web.StreamResponse:
-        model: str = body["model"]
-        deployments = self.router.resolve(model)
-        stream = body.get("stream") is True and endpoint != "embeddings"
+    async def admit(self, request: web.Request, rid: str, endpoint: Endpoint) -> Call:
+        """Authenticate, then read the body (a refused key costs no body read)."""
+        principal = await self.auth.authenticate(request.headers)
+        return Call(request, rid, endpoint, await self.read_json(request), principal)
+
+    def plan(self, call: Call) -> list[Deployment]:
+        if call.attempts is None:
+            call.attempts = self.router.resolve(call.body["model"])
+        return call.attempts
+
+    async def run(self, call: Call) -> web.StreamResponse:
+        """Plan, then attempt each deployment until one answers; every attempt is settled."""
+        deployments = self.plan(call)
+        stream, endpoint, task = call.stream, call.endpoint, call.request.task
         last: GatewayError | None = None
         for dep in deployments:
             info = dep.catalog_info
@@ -98,44 +138,50 @@ class Gateway:
                 info = dep.catalog_info = catalog.lookup(dep.provider.preset.id, dep.model)
             try:
                 # a deployment the catalog says cannot serve this request is skipped, not called
-                catalog.check_capabilities(body, info, endpoint)
+                catalog.check_capabilities(call.body, info, endpoint)
             except GatewayError as e:
                 last = last or e
                 continue
-            rec = UsageRecord(request_id=rid, endpoint=endpoint, model=model, key_id=principal.key_id,
-                              deployment=dep.id, provider=dep.provider.id, stream=stream)
+            rec = UsageRecord(request_id=call.rid, endpoint=endpoint, model=call.body["model"],
+                              key_id=call.principal.key_id, deployment=dep.id, provider=dep.provider.id, stream=stream)
             t0 = time.perf_counter()
             try:
-                if dep.adapter.in_process:
-                    return await self.drain.call(request.task, self._call_in_process(request, rid, body, dep, rec,
-                                                                                     endpoint, stream, egress))
                 if stream:
-                    return await self.drain.call(request.task, self._call_stream(request, rid, body, dep, rec,
-                                                                                 endpoint, egress))
-                return await self.drain.call(request.task, self._call_json(rid, body, dep, rec, endpoint, egress))
+                    return await self.drain.call(task, self._attempt_stream(call, dep, rec))
+                return await self.drain.call(task, self._attempt_json(call, dep, rec))
             except GatewayError as e:
                 rec.status, rec.error_code = e.http_status, e.code
                 last = e
-                if not e.fallbackable:
+                # a deployment whose adapter cannot express the request (count_tokens on a
+                # non-Anthropic upstream) is skipped like one the catalog rules out
+                if not e.fallbackable and not isinstance(e, UnsupportedFeature):
                     raise
-                log.warning("request %s: %s failed (%s), %s", rid, dep.id, e.message,
+                log.warning("request %s: %s failed (%s), %s", call.rid, dep.id, e.message,
                             "trying the next deployment" if dep is not deployments[-1] else "no deployment left")
             finally:
                 rec.latency_ms = (time.perf_counter() - t0) * 1000
-                if rec.usage_known and not rec.priced:
-                    rec.cost_usd, rec.priced = _cost(dep, rec), True
+                self.settle(dep, rec)
                 self.ledger.add(rec)
         assert last is not None
         raise last
 
-    def _build(self, body: JSON, dep: Deployment, endpoint: str, stream: bool) -> UpstreamRequest:
-        a = dep.adapter
+    @staticmethod
+    def settle(dep: Deployment, rec: UsageRecord) -> None:
+        """The call's cost, once: when its usage is known (a JSON answer's headers need it before
+        the ledger does; a stream's is known at its end, or at the client's leaving)."""
+        if rec.usage_known and not rec.priced:
+            rec.cost_usd, rec.priced = _cost(dep, rec), True
+
+    def _build(self, call: Call, dep: Deployment) -> UpstreamRequest:
+        a, body, endpoint = dep.adapter, call.body, call.endpoint
         try:
-            if endpoint == "chat":
-                return a.chat_request(body, dep, stream=stream)
-            if endpoint == "embeddings":
+            if endpoint is Endpoint.CHAT:
+                return a.chat_request(body, dep, stream=call.stream)
+            if endpoint is Endpoint.EMBEDDINGS:
                 return a.embeddings_request(body, dep)
-            return a.completions_request(body, dep, stream=stream)
+            if endpoint is Endpoint.COUNT_TOKENS:
+                return a.count_tokens_request(body, dep)
+            return a.completions_request(body, dep, stream=call.stream)
         except MALFORMED as e:
             # validation types what translators read; a field of a shape it does not check that a
             # translator still trips on is the client's input, so a 400, and a bug to fix in validate
@@ -143,9 +189,26 @@ class Gateway:
             raise InvalidRequest(f"The request could not be translated for {dep.public_id}: a field has a shape "
                                  f"it cannot take ({type(e).__name__}).") from None
 
-    async def _call_json(self, rid: str, body: JSON, dep: Deployment, rec: UsageRecord, endpoint: str,
-                         egress: Egress) -> web.Response:
-        req = self._build(body, dep, endpoint, stream=False)
+    def _parse(self, call: Call, dep: Deployment, data: bytes) -> JSON:
+        """A JSON answer -> the canonical object (a relayed one is only checked for its shape)."""
+        a, endpoint = dep.adapter, call.endpoint
+        if endpoint is Endpoint.COUNT_TOKENS:
+            return a.count_tokens_response(data, dep)
+        if a.passthrough:
+            obj = orjson.loads(data)
+            field, kind = _RELAY_SHAPE[endpoint]
+            if not isinstance(obj, dict) or not isinstance(obj.get(field), kind):
+                raise ValueError(f"no {field!r} list")
+            return obj
+        if endpoint is Endpoint.EMBEDDINGS:
+            obj = a.embeddings_response(data, dep)
+            if call.body.get("encoding_format") == "base64":
+                embeddings_to_base64(obj)
+            return obj
+        return a.chat_response(data, dep)
+
+    async def _attempt_json(self, call: Call, dep: Deployment, rec: UsageRecord) -> web.Response:
+        req = self._build(call, dep)
         pid, limits = dep.provider.id, self.cfg.server
         async with self.transport.open(req, dep.timeouts, pid) as up:
             try:
@@ -159,36 +222,24 @@ class Gateway:
                 raise UpstreamUnavailable(f"{pid}: the upstream's answer is larger than the gateway's limit of "
                                           f"{limits.max_upstream_body_bytes} bytes", provider=pid) from None
         rec.status = 200
-        a = dep.adapter
-        relay = a.passthrough and egress.relay_openai
+        egress = call.egress
         try:
-            if a.passthrough:
-                obj = orjson.loads(data)
-                field, kind = _RELAY_SHAPE[endpoint]
-                if not isinstance(obj, dict) or not isinstance(obj.get(field), kind):
-                    raise ValueError(f"no {field!r} list")
-            elif endpoint == "embeddings":
-                obj = a.embeddings_response(data, dep)
-                if body.get("encoding_format") == "base64":
-                    embeddings_to_base64(obj)
-            else:
-                obj = a.chat_response(data, dep)
+            obj = self._parse(call, dep, data)
             # an OpenAI-format answer goes out byte for byte: it is parsed only for its usage
-            out = data if relay else egress.encode_json(obj)
+            out = data if dep.adapter.passthrough and egress.relay_openai else egress.encode_json(obj)
         except MALFORMED as e:
             rec.status = 502
             raise UpstreamUnavailable(f"{pid}: unreadable upstream response ({e})", provider=pid) from None
-        headers = _headers(rid, dep, req)
-        if isinstance(obj, dict):
-            rec.set_usage(obj.get("usage"))
-            if rec.usage_known:
-                rec.cost_usd, rec.priced = _cost(dep, rec), True
-                headers["x-unigate-cost"] = "null" if rec.cost_usd is None else f"{rec.cost_usd:.10f}".rstrip("0").rstrip(".")
+        headers = _headers(call.rid, dep, req)
+        rec.set_usage(obj.get("usage"))
+        if rec.usage_known:
+            self.settle(dep, rec)
+            headers["x-unigate-cost"] = "null" if rec.cost_usd is None else f"{rec.cost_usd:.10f}".rstrip("0").rstrip(".")
         return web.Response(body=out, content_type=JSON_CT, headers=headers)
 
-    async def _call_stream(self, request: web.Request, rid: str, body: JSON, dep: Deployment, rec: UsageRecord,
-                           endpoint: str, egress: Egress) -> web.StreamResponse:
-        req = self._build(body, dep, endpoint, stream=True)
+    async def _attempt_stream(self, call: Call, dep: Deployment, rec: UsageRecord) -> web.StreamResponse:
+        req = self._build(call, dep)
+        request, rid, body, egress = call.request, call.rid, call.body, call.egress
         encoder = egress.stream_encoder(body)
         pid, limits = dep.provider.id, self.cfg.server
         t0 = time.perf_counter()
@@ -235,49 +286,6 @@ class Gateway:
             return upstream_error_for_status(up.status, f"{dep.provider.id}: upstream answered HTTP {up.status}",
                                              provider=dep.provider.id)
 
-    async def _call_in_process(self, request: web.Request, rid: str, body: JSON, dep: Deployment,
-                               rec: UsageRecord, endpoint: str, stream: bool, egress: Egress) -> web.StreamResponse:
-        engine: Any = dep.adapter
-        headers = {"x-request-id": rid, "x-unigate-deployment": dep.public_id}
-        if endpoint == "completions":
-            engine.completions_request(body, dep, stream=stream)  # raises UnsupportedFeature
-        if not stream:
-            obj = await (engine.embeddings(body, dep) if endpoint == "embeddings" else engine.chat(body, dep))
-            rec.status = 200
-            rec.set_usage(obj.get("usage"))
-            return web.Response(body=egress.encode_json(obj), content_type=JSON_CT, headers=headers)
-        it = engine.chat_stream_iter(body, dep)
-        encoder = egress.stream_encoder(body)
-        t0 = time.perf_counter()
-        try:
-            first = await it.__anext__()  # errors before the first chunk can still fall back
-        except StopAsyncIteration:
-            first = None
-        resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
-        await resp.prepare(request)
-        rec.status = 200
-        rec.ttfb_ms = (time.perf_counter() - t0) * 1000
-        try:
-            async with self.drain.streaming(request.task):
-                if first is not None:
-                    await resp.write(encoder.chunk(first))
-                    async for chunk in it:
-                        out = encoder.chunk(chunk)
-                        if out:
-                            await resp.write(out)
-            rec.set_usage(it.usage)
-            await resp.write(encoder.finish(it.usage))
-            await resp.write_eof()
-        except _CLIENT_GONE:
-            rec.client_disconnected = True
-        except GatewayError as e:
-            await _write_stream_error(resp, encoder, e, rec)
-        finally:
-            await it.aclose()
-            if rec.client_disconnected and it.usage:
-                rec.set_usage(it.usage)  # the partial counts of a generation the client left
-        return resp
-
     async def read_json(self, request: web.Request) -> JSON:
         limit = self.cfg.server.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -303,11 +311,9 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
 
 
 def _cost(dep: Deployment, rec: UsageRecord) -> float | None:
-    """USD for this call, or None when the model has no known price (never a silent $0).
-    Models running inside the gateway cost nothing per token."""
+    """USD for this call, or None when the model has no known price (never a silent $0). A
+    deployment's own prices (config, or $0 for the models running inside the gateway) win."""
     if dep.input_price is None and dep.output_price is None:
-        if dep.adapter.in_process:
-            return 0.0
         override = None
     else:
         override = (dep.input_price, dep.output_price)

@@ -4,6 +4,7 @@ upstreams, and chunk-by-chunk translation for everything else."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -11,9 +12,9 @@ import orjson
 from aiohttp import web
 
 from unigate.accounting.ledger import UsageRecord
+from unigate.canonical.upstream import error_message
 from unigate.egress import StreamEncoder
 from unigate.errors import UpstreamUnavailable
-from unigate.providers.openai_compat import error_message
 
 USAGE_MARK = b'"usage":{'
 #: the key of an in-stream error object; inside a JSON string its quotes would be escaped
@@ -23,12 +24,15 @@ CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, Connect
 
 class _Client:
     """Writes to the client until it leaves; after that the upstream is still read to the end
-    (bounded by the call's total timeout), so the usage the provider bills is recorded."""
+    (bounded by the call's total timeout), so the usage the provider bills is recorded. An
+    upstream that can stop cheaply and still report what it used (the embedded model) is told
+    to, through its response's `abandon()`."""
 
-    __slots__ = ("gone", "rec", "resp")
+    __slots__ = ("abandon", "gone", "rec", "resp")
 
-    def __init__(self, resp: web.StreamResponse, rec: UsageRecord) -> None:
+    def __init__(self, resp: web.StreamResponse, rec: UsageRecord, up: Any) -> None:
         self.resp, self.rec, self.gone = resp, rec, False
+        self.abandon: Callable[[], None] | None = getattr(up, "abandon", None)
 
     async def write(self, data: bytes) -> None:
         if self.gone or not data:
@@ -37,6 +41,8 @@ class _Client:
             await self.resp.write(data)
         except CLIENT_GONE:
             self.gone = self.rec.client_disconnected = True
+            if self.abandon is not None:
+                self.abandon()
 
     def raise_if_gone(self) -> None:
         if self.gone:
@@ -55,7 +61,7 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
     Other events are relayed unparsed (that is what makes the relay cheap): the upstream's
     framing is kept, its JSON is not checked. An unfinished event over `max_event` bytes
     raises. Returns whether the upstream ended with `data: [DONE]`."""
-    client = _Client(resp, rec)
+    client = _Client(resp, rec, up)
     tail = b""
     complete = b""
     first = True
@@ -137,7 +143,7 @@ async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse,
     `max_event`: the most bytes one event may take, or a decoder would buffer an endless line
     whole. An SSE stream is measured here between event boundaries; a framed one (Bedrock's)
     by the decoder's own count of bytes not yet part of a whole frame."""
-    client = _Client(resp, rec)
+    client = _Client(resp, rec, up)
     first = True
     pending = 0  # bytes since the last event boundary
     async for data in up.content.iter_any():

@@ -94,6 +94,8 @@ async def test_chat_answer_with_usage(start_gateway: GatewayFactory) -> None:
     await gw.gateway.ledger.flush()
     rec = gw.gateway.ledger.recent[-1]
     assert rec.provider == "local" and rec.usage_known and rec.completion_tokens == r.usage.completion_tokens
+    # the same call path as every upstream, so the same headers: a model in the gateway costs $0
+    assert raw.headers["x-unigate-cost"] == "0" and rec.cost_usd == 0.0 and raw.headers["x-request-id"]
 
 
 async def test_streamed_answer(start_gateway: GatewayFactory) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from unigate.canonical.tools import JSON_TOOL
 from unigate.config import Timeouts
 from unigate.errors import (
     InvalidRequest,
@@ -19,7 +20,7 @@ from unigate.errors import (
     UpstreamUnavailable,
 )
 from unigate.providers.anthropic import AnthropicAdapter, AnthropicStreamDecoder
-from unigate.providers.anthropic.request import RESPONSE_TOOL, build, tool_id
+from unigate.providers.anthropic.request import build, tool_id
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.presets import PRESETS
 
@@ -167,13 +168,13 @@ def test_tools_and_tool_choice() -> None:
         "mode": "required", "tools": [{"type": "function", "function": {"name": "h"}}]}})
     assert [t["name"] for t in allowed["tools"]] == ["h"] and allowed["tool_choice"] == {"type": "any"}
     with pytest.raises(InvalidRequest):
-        req(tools=[{"type": "function", "function": {"name": RESPONSE_TOOL}}])
+        req(tools=[{"type": "function", "function": {"name": JSON_TOOL}}])
 
 
 def test_response_format_with_client_tools() -> None:
     rf = {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}}
     out = req(tools=TOOLS, response_format=rf)
-    assert [t["name"] for t in out["tools"]] == ["f", RESPONSE_TOOL]
+    assert [t["name"] for t in out["tools"]] == ["f", JSON_TOOL]
     assert out["tool_choice"] == {"type": "any"}  # call a tool or answer through the answer tool
     with pytest.raises(UnsupportedFeature):
         req(response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "array"}}})
@@ -316,7 +317,7 @@ def test_stream_crlf_and_comments() -> None:
 
 
 def test_stream_answer_tool_becomes_content() -> None:
-    data = sse(START, block(0, {"type": "tool_use", "id": "t", "name": RESPONSE_TOOL, "input": {}}),
+    data = sse(START, block(0, {"type": "tool_use", "id": "t", "name": JSON_TOOL, "input": {}}),
                delta(0, {"type": "input_json_delta", "partial_json": '{"x":'}),
                delta(0, {"type": "input_json_delta", "partial_json": " 1}"}), end(0), msg_delta("tool_use", 2), STOP)
     chunks = run(AnthropicStreamDecoder("m", "anthropic"), data, 11)

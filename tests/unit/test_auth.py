@@ -21,8 +21,8 @@ def h(**kw: str) -> CIMultiDictProxy[str]:
     h(x_api_key="sk-master"),
     h(api_key="sk-master"),
 ])
-def test_master_key_in_every_accepted_form(headers: CIMultiDictProxy[str]) -> None:
-    assert Authenticator("sk-master").authenticate(headers) is MASTER
+async def test_master_key_in_every_accepted_form(headers: CIMultiDictProxy[str]) -> None:
+    assert await Authenticator("sk-master").authenticate(headers) is MASTER
 
 
 @pytest.mark.parametrize("headers, code", [
@@ -32,7 +32,7 @@ def test_master_key_in_every_accepted_form(headers: CIMultiDictProxy[str]) -> No
     (h(Authorization="Basic abc"), "missing_api_key"),
     (h(), "missing_api_key"),
 ])
-def test_wrong_or_missing_key_is_refused(headers: CIMultiDictProxy[str], code: str) -> None:
+async def test_wrong_or_missing_key_is_refused(headers: CIMultiDictProxy[str], code: str) -> None:
     with pytest.raises(Unauthenticated) as e:
-        Authenticator("sk-master").authenticate(headers)
+        await Authenticator("sk-master").authenticate(headers)
     assert e.value.code == code

@@ -6,11 +6,13 @@ import re
 from typing import Any
 
 import botocore.session
+import msgspec
 import orjson
 import pytest
 from botocore.serialize import create_serializer
 
 from tests.fakes.bedrock import event, exception_frame, frame
+from unigate.canonical.tools import JSON_TOOL
 from unigate.config import Timeouts, parse_config
 from unigate.errors import (
     InvalidRequest,
@@ -24,11 +26,12 @@ from unigate.errors import (
 )
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.bedrock import BedrockAdapter, sign
-from unigate.providers.bedrock.content import JSON_TOOL, tool_use_id
+from unigate.providers.bedrock.content import tool_use_id
 from unigate.providers.bedrock.errors import http_error
 from unigate.providers.bedrock.request import build_converse
 from unigate.providers.bedrock.response import parse_converse
 from unigate.providers.bedrock.stream import ConverseStreamDecoder
+from unigate.providers.options import BedrockOptions
 from unigate.providers.presets import PRESETS
 from unigate.providers.registry import build_providers
 
@@ -39,7 +42,7 @@ USER = {"role": "user", "content": "hi"}
 def dep(model: str = CLAUDE, **options: Any) -> Deployment:
     opts = {"aws_secret_access_key": "secret", "region": "us-west-2", **options}
     p = Provider(id="bedrock", preset=PRESETS["bedrock"], base_url="https://bedrock-runtime.us-west-2.amazonaws.com",
-                 api_key="AKIDTEST", headers={"Content-Type": "application/json"}, timeouts=Timeouts(), options=opts)
+                 api_key="AKIDTEST", headers={"Content-Type": "application/json"}, timeouts=Timeouts(), options=BedrockOptions(**opts))
     return Deployment(id="d", provider=p, model=model, adapter=BedrockAdapter(), timeouts=p.timeouts)
 
 
@@ -69,7 +72,7 @@ def test_signed_headers_and_bearer_fallback() -> None:
     assert req.headers["X-Amz-Security-Token"] == "tok"
     # no secret: the key is a Bedrock API key, sent as a bearer token
     d = dep()
-    d.provider.options.pop("aws_secret_access_key")
+    d.provider.options = msgspec.structs.replace(d.provider.options, aws_secret_access_key=None)
     req = BedrockAdapter().chat_request({"model": "x", "messages": [USER]}, d, stream=False)
     assert req.headers["Authorization"] == "Bearer AKIDTEST" and "X-Amz-Date" not in req.headers
 
@@ -84,18 +87,18 @@ def test_registry_resolves_region_secret_and_endpoint() -> None:
     p = build_providers(cfg, {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "S", "AWS_SESSION_TOKEN": "T",
                               "AWS_DEFAULT_REGION": "eu-central-1"})["bedrock"]
     assert p.base_url == "https://bedrock-runtime.eu-central-1.amazonaws.com" and p.api_key == "AK"
-    assert p.options == {"aws_secret_access_key": "S", "aws_session_token": "T", "region": "eu-central-1"}
+    assert p.options == BedrockOptions(aws_secret_access_key="S", aws_session_token="T", region="eu-central-1")
     assert "Authorization" not in p.headers
     # an explicit base URL wins; the region still signs; AWS_REGION beats AWS_DEFAULT_REGION
     p = build_providers(cfg, {"BEDROCK_API_KEY": "AK", "BEDROCK_BASE_URL": "http://127.0.0.1:9/", "AWS_REGION": "us-west-2",
                               "AWS_DEFAULT_REGION": "eu-central-1"})["bedrock"]
-    assert p.base_url == "http://127.0.0.1:9" and p.options == {"region": "us-west-2"}
+    assert p.base_url == "http://127.0.0.1:9" and p.options == BedrockOptions(region="us-west-2")
     # config options win, and the env session token is not mixed with other credentials
     cfg = parse_config({"providers": {"bedrock": {"api_key": "AK2", "options": {"aws_secret_access_key": "S2",
                                                                                  "region": "ap-south-1"}}}},
                        where="<t>", env={})
     p = build_providers(cfg, {"AWS_SECRET_ACCESS_KEY": "S", "AWS_SESSION_TOKEN": "T"})["bedrock"]
-    assert p.options == {"aws_secret_access_key": "S2", "region": "ap-south-1"}
+    assert p.options == BedrockOptions(aws_secret_access_key="S2", region="ap-south-1")
     assert p.base_url == "https://bedrock-runtime.ap-south-1.amazonaws.com"
 
 

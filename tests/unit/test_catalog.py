@@ -9,6 +9,7 @@ import pytest
 
 from unigate import catalog, cli
 from unigate.catalog.models import Catalog, GenaiPrices, ModelInfo, get_catalog, load_rows
+from unigate.endpoints import Endpoint
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.presets import PRESETS
 
@@ -155,27 +156,27 @@ def test_tools_on_a_model_without_tools_is_a_400() -> None:
     sonar = _info("perplexity", "sonar")
     body: dict[str, Any] = {"model": "perplexity/sonar", "messages": [{"role": "user", "content": "hi"}], "tools": TOOLS}
     with pytest.raises(UnsupportedFeature) as ei:
-        catalog.check_capabilities(body, sonar, "/v1/chat/completions")
+        catalog.check_capabilities(body, sonar, Endpoint.CHAT)
     err = ei.value
     assert isinstance(err, InvalidRequest) and err.http_status == 400
     assert "perplexity/sonar" in err.message and "tools" in err.message
     assert err.body()["error"]["code"] == "unsupported_feature" and err.param == "tools"
     # legacy `functions` counts too
     with pytest.raises(UnsupportedFeature):
-        catalog.check_capabilities({"messages": [], "functions": [{"name": "f"}]}, sonar, "chat")
+        catalog.check_capabilities({"messages": [], "functions": [{"name": "f"}]}, sonar, Endpoint.CHAT)
     # and the same body passes for a model with tools
-    catalog.check_capabilities(body, _info("openai", "gpt-4o-mini"), "chat")
+    catalog.check_capabilities(body, _info("openai", "gpt-4o-mini"), Endpoint.CHAT)
 
 
 def test_image_input_on_a_text_only_model_is_a_400() -> None:
     body = {"messages": IMAGE_MSG}
     with pytest.raises(UnsupportedFeature) as ei:
-        catalog.check_capabilities(body, _info("openai", "o3-mini"), "chat")
+        catalog.check_capabilities(body, _info("openai", "o3-mini"), Endpoint.CHAT)
     assert "openai/o3-mini" in ei.value.message and "image" in ei.value.message
-    catalog.check_capabilities(body, _info("openai", "gpt-4o"), "chat")
+    catalog.check_capabilities(body, _info("openai", "gpt-4o"), Endpoint.CHAT)
     # text-only content arrays are fine on a text-only model
     catalog.check_capabilities({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
-                               _info("openai", "o3-mini"), "chat")
+                               _info("openai", "o3-mini"), Endpoint.CHAT)
 
 
 def test_json_schema_and_streaming_checks() -> None:
@@ -183,30 +184,30 @@ def test_json_schema_and_streaming_checks() -> None:
                       capabilities=frozenset({"tools"}))
     rf = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}
     with pytest.raises(UnsupportedFeature) as ei:
-        catalog.check_capabilities({"messages": [], "response_format": rf}, plain, "chat")
+        catalog.check_capabilities({"messages": [], "response_format": rf}, plain, Endpoint.CHAT)
     assert ei.value.param == "response_format" and "x/plain" in ei.value.message
-    catalog.check_capabilities({"messages": [], "response_format": {"type": "json_object"}}, plain, "chat")
-    catalog.check_capabilities({"messages": [], "response_format": rf}, _info("openai", "gpt-4o-mini"), "chat")
+    catalog.check_capabilities({"messages": [], "response_format": {"type": "json_object"}}, plain, Endpoint.CHAT)
+    catalog.check_capabilities({"messages": [], "response_format": rf}, _info("openai", "gpt-4o-mini"), Endpoint.CHAT)
     with pytest.raises(UnsupportedFeature):
-        catalog.check_capabilities({"messages": [], "stream": True}, plain, "chat")
+        catalog.check_capabilities({"messages": [], "stream": True}, plain, Endpoint.CHAT)
 
 
 def test_embeddings_checks() -> None:
     emb = _info("openai", "text-embedding-3-small")
-    catalog.check_capabilities({"input": "hi"}, emb, "/v1/embeddings")
+    catalog.check_capabilities({"input": "hi"}, emb, Endpoint.EMBEDDINGS)
     with pytest.raises(UnsupportedFeature, match="embeddings"):
-        catalog.check_capabilities({"input": "hi"}, _info("openai", "gpt-4o"), "/v1/embeddings")
+        catalog.check_capabilities({"input": "hi"}, _info("openai", "gpt-4o"), Endpoint.EMBEDDINGS)
     with pytest.raises(UnsupportedFeature, match="embeddings model"):
-        catalog.check_capabilities({"messages": [{"role": "user", "content": "hi"}]}, emb, "/v1/chat/completions")
+        catalog.check_capabilities({"messages": [{"role": "user", "content": "hi"}]}, emb, Endpoint.CHAT)
 
 
 def test_unknown_models_and_unconfirmed_capabilities_pass() -> None:
     body = {"messages": IMAGE_MSG, "tools": TOOLS, "stream": True,
             "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {}}}}
-    catalog.check_capabilities(body, None, "chat")
+    catalog.check_capabilities(body, None, Endpoint.CHAT)
     hyper = _info("hyperbolic", "meta-llama/Llama-3.3-70B-Instruct")
     assert hyper.supports("tools") is None
-    catalog.check_capabilities({"messages": [], "tools": TOOLS}, hyper, "chat")
+    catalog.check_capabilities({"messages": [], "tools": TOOLS}, hyper, Endpoint.CHAT)
 
 
 # -- `unigate models` ------------------------------------------------------------------------------

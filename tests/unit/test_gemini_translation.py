@@ -26,6 +26,7 @@ from unigate.providers.gemini.request import SKIP_SIGNATURE, build_body
 from unigate.providers.gemini.response import finish_reason, to_completion, usage_from
 from unigate.providers.gemini.schema import json_schema, openapi_schema
 from unigate.providers.gemini.stream import GeminiStreamDecoder
+from unigate.providers.options import GeminiOptions
 from unigate.providers.presets import PRESETS
 
 JSON = dict[str, Any]
@@ -34,7 +35,7 @@ USER = [{"role": "user", "content": "hi"}]
 
 def dep(model: str = "gemini-2.5-flash", **options: Any) -> Deployment:
     prov = Provider(id="gemini", preset=PRESETS["gemini"], base_url="https://g.example", api_key="k",
-                    headers={"x-goog-api-key": "k"}, timeouts=Timeouts(), options=options)
+                    headers={"x-goog-api-key": "k"}, timeouts=Timeouts(), options=GeminiOptions(**options))
     return Deployment(id="d", provider=prov, model=model, adapter=GeminiAdapter(), timeouts=Timeouts())
 
 

@@ -37,17 +37,18 @@ def test_builtin_is_offered_with_defaults() -> None:
     assert spec.name == BUILTIN_NAME and spec.path == builtin_model_path() and spec.path.endswith(".gguf")
     assert spec.n_threads == default_threads() and spec.n_ctx == 2048 and not spec.embedding
     [dep] = local_deployments(cfg())
-    assert dep.public_id == "local/smollm2" and dep.provider.id == "local" and dep.adapter.in_process
+    assert dep.public_id == "local/smollm2" and dep.provider.id == "local" and dep.adapter.dialect == "local"
+    assert dep.input_price == dep.output_price == 0.0  # running inside the gateway costs nothing per token
     assert dep.provider.preset.keyless and dep.provider.api_key is None
 
 
 @needs_install
 def test_one_engine_per_model_file_and_settings() -> None:
-    a = local_deployments(cfg())[0].provider.options["engines"]["smollm2"]
-    b = local_deployments(cfg({"max_queue": 3}))[0].provider.options["engines"]["smollm2"]
+    a = local_deployments(cfg())[0].provider.options.engines["smollm2"]
+    b = local_deployments(cfg({"max_queue": 3}))[0].provider.options.engines["smollm2"]
     assert a is b  # the queue policy rides on the deployment; the loaded model is shared
-    assert local_deployments(cfg({"max_queue": 3}))[0].provider.options["max_queue"] == 3
-    c = local_deployments(cfg({"n_threads": 1}))[0].provider.options["engines"]["smollm2"]
+    assert local_deployments(cfg({"max_queue": 3}))[0].provider.options.max_queue == 3
+    c = local_deployments(cfg({"n_threads": 1}))[0].provider.options.engines["smollm2"]
     assert c is not a and c.spec.n_threads == 1
 
 
@@ -107,7 +108,7 @@ def test_startup_does_not_load_the_library_or_model() -> None:
         "app = create_app(load_config(None, env={}), env={})\n"
         "from unigate.app import GATEWAY_KEY\n"
         "dep = app[GATEWAY_KEY].router.resolve('local/smollm2')[0]\n"
-        "eng = dep.provider.options['engines']['smollm2']\n"
+        "eng = dep.provider.options.engines['smollm2']\n"
         "print('llama_cpp' in sys.modules, eng.loaded, eng._thread is None)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from unigate.endpoints import Endpoint
 from unigate.errors import UnsupportedFeature
 
 CAPABILITIES = ("tools", "vision", "json_schema", "streaming", "embeddings", "reasoning")
@@ -354,17 +355,16 @@ def _refuse(info: ModelInfo, what: str, param: str | None, hint: str) -> Unsuppo
     return UnsupportedFeature(f"model '{info.id}' does not support {what}; {hint}", param=param)
 
 
-def check_capabilities(body: Mapping[str, Any], info: ModelInfo | None, endpoint: str) -> None:
+def check_capabilities(body: Mapping[str, Any], info: ModelInfo | None, endpoint: Endpoint) -> None:
     """Refuse (400 UnsupportedFeature) a request the catalog says the model cannot serve.
 
-    `endpoint` is the route or its last part ("chat", "/v1/chat/completions", "embeddings",
-    "completions"). Unknown models (info None) and capabilities the catalog marks unknown pass:
-    the upstream decides. Only a known "no" refuses, so a wrong guess never blocks a request.
+    Unknown models (info None) and capabilities the catalog marks unknown pass: the upstream
+    decides. Only a known "no" refuses, so a wrong guess never blocks a request.
     """
     if info is None:
         return
     is_embed_model = "embeddings" in info.capabilities
-    if "embed" in endpoint:
+    if endpoint is Endpoint.EMBEDDINGS:
         if info.supports("embeddings") is False:
             raise _refuse(info, "embeddings", "model", "pick an embeddings model for /v1/embeddings")
         return

@@ -29,7 +29,8 @@ class Authenticator:
     def enabled(self) -> bool:
         return self._master is not None
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """Async: a virtual key will be looked up in the state layer (a database, Redis)."""
         if self._master is None:
             return ANONYMOUS  # loopback-only mode, enforced at bind time
         auth = headers.get("Authorization")

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from unigate.providers.base import Deployment
 from unigate.providers.openai_compat import OpenAICompatAdapter
+from unigate.providers.options import AzureOptions, options_as
 
 #: The newest dated GA `api-version` of the Azure OpenAI inference API (later releases are
 #: previews or the version-less v1 API). Override per provider with `options.api_version`.
@@ -40,11 +41,11 @@ class AzureOpenAIAdapter(OpenAICompatAdapter):
 
     def url(self, dep: Deployment, path: str) -> str:
         base = dep.provider.base_url.rstrip("/")
-        opts = dep.provider.options
+        opts = options_as(dep.provider.options, AzureOptions)
         if base.endswith("/openai/v1"):
             return f"{base}/{path}"
         base = base.removesuffix("/openai")
-        if str(opts.get("api_style", "")).lower() == "v1":
+        if opts.api_style == "v1":
             return f"{base}/openai/v1/{path}"
-        version = str(opts.get("api_version") or DEFAULT_API_VERSION)
+        version = opts.api_version or DEFAULT_API_VERSION
         return f"{base}/openai/deployments/{quote(dep.model, safe='')}/{path}?api-version={quote(version, safe='')}"

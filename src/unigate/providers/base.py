@@ -15,11 +15,11 @@ from typing import Any, ClassVar, Protocol
 
 from yarl import URL
 
+from unigate.canonical.types import JSON
 from unigate.config import Timeouts
 from unigate.errors import UnsupportedFeature, UpstreamError
+from unigate.providers.options import NoOptions, ProviderOptions
 from unigate.providers.presets import Preset
-
-JSON = dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -33,7 +33,8 @@ class Provider:
     #: static headers for every call (auth included), built once (a CIMultiDict).
     headers: Mapping[str, str]
     timeouts: Timeouts
-    options: dict[str, Any] = field(default_factory=dict)
+    #: the dialect's options struct (providers/options.py), checked at start-up
+    options: ProviderOptions = field(default_factory=NoOptions)
 
 
 NOT_LOOKED_UP: Any = object()
@@ -70,6 +71,9 @@ class UpstreamRequest:
     body: bytes | None
     #: request fields the adapter dropped because this upstream cannot take them.
     dropped: tuple[str, ...] = ()
+    #: an upstream in this process (the embedded model) brings its own exchange, which the
+    #: transport enters instead of sending HTTP; it answers as an OpenAI upstream would
+    exchange: Any = None
 
 
 class StreamDecoder(Protocol):
@@ -92,8 +96,6 @@ class Adapter(Protocol):
     dialect: ClassVar[str]
     #: true when the native format is the canonical one and bodies can be relayed untouched.
     passthrough: ClassVar[bool]
-    #: true for engines inside the gateway (see InProcessAdapter); false for HTTP upstreams.
-    in_process: ClassVar[bool]
     #: the media type of this dialect's streamed answers; any other 200 to a stream request is an error
     stream_content_type: ClassVar[str]
 
@@ -111,31 +113,9 @@ class Adapter(Protocol):
 
     def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
 
+    def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest: ...
 
-class InProcessStream(Protocol):
-    """Canonical chunks from an engine running inside the gateway (the local model)."""
-
-    usage: JSON | None
-
-    def __aiter__(self) -> InProcessStream: ...
-
-    async def __anext__(self) -> JSON: ...
-
-    async def aclose(self) -> None:
-        """The client left: stop generating and release the engine."""
-        ...
-
-
-class InProcessAdapter(Protocol):
-    """A dialect with no HTTP upstream (`in_process = True`): the pipeline calls it directly."""
-
-    in_process: ClassVar[bool]
-
-    async def chat(self, body: JSON, dep: Deployment) -> JSON: ...
-
-    def chat_stream_iter(self, body: JSON, dep: Deployment) -> InProcessStream: ...
-
-    async def embeddings(self, body: JSON, dep: Deployment) -> JSON: ...
+    def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON: ...
 
 
 class AdapterBase:
@@ -143,7 +123,6 @@ class AdapterBase:
 
     dialect: ClassVar[str] = "base"
     passthrough: ClassVar[bool] = False
-    in_process: ClassVar[bool] = False
     stream_content_type: ClassVar[str] = "text/event-stream"
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
@@ -151,6 +130,14 @@ class AdapterBase:
 
     def embeddings_response(self, data: bytes, dep: Deployment) -> JSON:
         raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")
+
+    def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
+        raise UnsupportedFeature(f"count_tokens is available only for models served by an Anthropic upstream; "
+                                 f"{dep.public_id} is not, and the gateway does not estimate token counts",
+                                 param="model")
+
+    def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:
+        raise UnsupportedFeature(f"{dep.public_id} does not count tokens", param="model")
 
     def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
         raise UnsupportedFeature(

@@ -22,6 +22,11 @@ from typing import Any, ClassVar
 
 import orjson
 
+from unigate.canonical.effort import reasoning_effort
+from unigate.canonical.limits import max_output_tokens
+from unigate.canonical.tools import refuse_reserved_tool
+from unigate.canonical.types import JSON
+from unigate.canonical.upstream import error_message, retry_after_seconds
 from unigate.errors import (
     InvalidRequest,
     UnsupportedFeature,
@@ -31,8 +36,7 @@ from unigate.errors import (
     UpstreamUnavailable,
     upstream_error_for_status,
 )
-from unigate.providers.base import JSON, AdapterBase, ChunkMaker, Deployment, UpstreamRequest, usage_dict
-from unigate.providers.openai_compat import error_message, retry_after_seconds
+from unigate.providers.base import AdapterBase, ChunkMaker, Deployment, UpstreamRequest, usage_dict
 from unigate.providers.sse import SSEDecoder, SSEEvent
 
 FINISH: dict[str, str] = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
@@ -56,6 +60,7 @@ class CohereAdapter(AdapterBase):
             raise UnsupportedFeature(f"{pid}: Cohere returns one choice per request; 'n' must be 1", param="n")
         if "audio" in (body.get("modalities") or ()):
             raise UnsupportedFeature(f"{pid}: Cohere cannot answer with audio", param="modalities")
+        refuse_reserved_tool(body)
         out: JSON = {"model": dep.model, "messages": to_cohere_messages(body["messages"], pid)}
         tools, choice, strict = _tools(body, pid)
         if tools:
@@ -64,9 +69,7 @@ class CohereAdapter(AdapterBase):
                 out["tool_choice"] = choice
             if strict:
                 out["strict_tools"] = True
-        max_tokens = body.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = body.get("max_tokens")
+        max_tokens = max_output_tokens(body)
         if max_tokens is not None:
             out["max_tokens"] = max_tokens
         for src, dst in (("temperature", "temperature"), ("top_p", "p"), ("top_k", "k"), ("seed", "seed"),
@@ -79,7 +82,7 @@ class CohereAdapter(AdapterBase):
         rf = _response_format(body.get("response_format"))
         if rf is not None:
             out["response_format"] = rf
-        effort = body.get("reasoning_effort")
+        effort = reasoning_effort(body)  # checked as on every dialect; Cohere takes no budget
         if effort is not None:
             out["thinking"] = {"type": "disabled" if effort == "none" else "enabled"}
         if stream:
@@ -240,7 +243,8 @@ def _tools(body: JSON, pid: str) -> tuple[list[JSON], str | None, bool]:
     strict = False
     for k, t in enumerate(raw or ()):
         if t.get("type") != "function":
-            raise UnsupportedFeature(f"{pid}: Cohere takes function tools only, not {t.get('type')!r}", param=f"tools[{k}]")
+            raise UnsupportedFeature(f"{pid}: Cohere takes function tools only, not {t.get('type')!r}",
+                                     param=f"tools[{k}].type")
         fn = t["function"]
         strict = strict or fn.get("strict") is True  # Cohere's switch is per request, not per tool
         out_fn: JSON = {"name": fn["name"], "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}

@@ -7,15 +7,21 @@ the pipeline (`passthrough = True`); only the usage event is looked at.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import orjson
 
+from unigate.canonical.tools import rewrite_tool_ids, short_tool_id
+from unigate.canonical.types import JSON
+
+# error_message and retry_after_seconds live in canonical.upstream; re-exported for importers
+# of the old place
+from unigate.canonical.upstream import error_message as error_message
+from unigate.canonical.upstream import retry_after_seconds as retry_after_seconds
 from unigate.errors import UpstreamError, UpstreamUnavailable, upstream_error_for_status
-from unigate.providers.base import JSON, AdapterBase, Deployment, UpstreamRequest
+from unigate.providers.base import AdapterBase, Deployment, UpstreamRequest
 from unigate.providers.sse import SSEDecoder
 
 
@@ -32,7 +38,7 @@ class OpenAICompatAdapter(AdapterBase):
         elif not dep.provider.preset.stream_usage:
             out.pop("stream_options", None)
         if dep.provider.preset.tool_id_len:
-            _rewrite_tool_ids(out, dep.provider.preset.tool_id_len)
+            rewrite_tool_ids(out, partial(short_tool_id, length=dep.provider.preset.tool_id_len))
         return UpstreamRequest("POST", self.url(dep, "chat/completions"), dep.provider.headers, orjson.dumps(out), dropped)
 
     def chat_response(self, data: bytes, dep: Deployment) -> JSON:
@@ -120,82 +126,3 @@ class OpenAIStreamDecoder:
             out.append(obj)
         return out
 
-
-def error_message(data: bytes) -> tuple[str, str | None]:
-    """The message and code from the error bodies OpenAI-compatible servers really send:
-    OpenAI's envelope, Ollama's {"error": "text"}, Mistral's {"object": "error", ...},
-    FastAPI's {"detail": ...}, or plain text."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        text = data.decode("utf-8", "replace").strip()
-        return text[:500], None
-    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
-        obj = obj[0]  # Gemini's OpenAI endpoint wraps errors in a list
-    if not isinstance(obj, dict):
-        return str(obj)[:500], None
-    err = obj.get("error", obj)
-    if isinstance(err, str):
-        return err, None
-    if isinstance(err, dict):
-        msg = err.get("message") or err.get("detail") or err.get("msg") or ""
-        code = err.get("code") or err.get("type") or err.get("status")
-        if not isinstance(msg, str):
-            msg = orjson.dumps(msg).decode()
-        return msg, (str(code) if code is not None else None)
-    return str(err)[:500], None
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait an upstream asks for (`retry-after-ms`, then `Retry-After` in seconds or as an
-    HTTP date), or None when it asks for none or says something unusable (`nan`, `-5`);
-    GatewayError caps what is too long."""
-    v = headers.get("retry-after-ms")
-    if v:
-        try:
-            ms = float(v)
-            if ms >= 0:  # False for NaN too
-                return ms / 1000
-        except ValueError:
-            pass
-    v = headers.get("retry-after")
-    if v:
-        try:
-            s = float(v)
-            return s if s >= 0 else None
-        except ValueError:
-            import time
-            from email.utils import parsedate_to_datetime
-
-            try:
-                return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())
-            except (TypeError, ValueError, OverflowError, IndexError):
-                return None
-    return None
-
-
-def short_tool_id(original: str, length: int) -> str:
-    """A stable alphanumeric id of `length` chars for a tool-call id from another provider."""
-    if len(original) == length and original.isalnum():
-        return original
-    digest = hashlib.sha256(original.encode()).digest()
-    return base64.b32encode(digest).decode().lower().replace("=", "")[:length]
-
-
-def _rewrite_tool_ids(body: JSON, length: int) -> None:
-    msgs = body.get("messages")
-    if not isinstance(msgs, list):
-        return
-    new_msgs = []
-    for m in msgs:
-        if isinstance(m, dict) and (m.get("tool_calls") or m.get("tool_call_id")):
-            m = dict(m)
-            if m.get("tool_call_id"):
-                m["tool_call_id"] = short_tool_id(str(m["tool_call_id"]), length)
-            if isinstance(m.get("tool_calls"), list):
-                m["tool_calls"] = [
-                    {**tc, "id": short_tool_id(str(tc.get("id", "")), length)} if isinstance(tc, dict) else tc
-                    for tc in m["tool_calls"]
-                ]
-        new_msgs.append(m)
-    body["messages"] = new_msgs

@@ -81,6 +81,9 @@ PRESETS: dict[str, Preset] = {
         Preset("azure", "https://example-resource.openai.azure.com", "Azure OpenAI", dialect="azure",
                key_envs=("AZURE_OPENAI_API_KEY",), base_url_envs=("AZURE_OPENAI_ENDPOINT",), auth="header:api-key",
                docs="https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference"),
+        # The model embedded in the gateway: its deployments come from the config's `local:`
+        # section (providers/local/models.py), not from `providers:` or the environment.
+        Preset("local", "", "Embedded local model (SmolLM2, your GGUF files)", dialect="local", keyless=True),
         # Self-hosted servers: keyless by default, on their usual local ports.
         Preset("ollama", "http://localhost:11434/v1", "Ollama", keyless=True, key_envs=(), base_url_envs=("OLLAMA_HOST",), renames=_MAXTOK, drop=("logit_bias", "n", "user", "logprobs", "top_logprobs")),
         Preset("vllm", "http://localhost:8000/v1", "vLLM", keyless=True, renames=_MAXTOK),

@@ -7,10 +7,12 @@ import importlib
 import os
 from collections.abc import Mapping
 
+import msgspec
 from multidict import CIMultiDict
 
 from unigate.config import Config, ProviderConfig
 from unigate.providers.base import Adapter, Provider
+from unigate.providers.options import AzureOptions, BedrockOptions, parse_options
 from unigate.providers.presets import PRESETS, Preset
 
 #: dialect name -> "module:Class"; a native provider adds one line here.
@@ -76,8 +78,8 @@ def build_providers(cfg: Config, env: Mapping[str, str] | None = None) -> dict[s
     env = os.environ if env is None else env
     out: dict[str, Provider] = {}
     for pid, preset in PRESETS.items():
-        if pid in cfg.providers:
-            continue
+        if pid in cfg.providers or preset.dialect == "local":
+            continue  # the embedded model's deployments come from `local:` (providers/local/models.py)
         key = _env_first(env, key_env_names(preset))
         base = _env_first(env, base_url_env_names(preset))
         if key or (preset.keyless and base):
@@ -97,11 +99,12 @@ def _make(pid: str, preset: Preset, pc: ProviderConfig, key: str | None, base: s
     # a CIMultiDict, aiohttp's own header type: it takes it as is instead of converting a dict per call
     headers = CIMultiDict({"Content-Type": "application/json", **dict(preset.extra_headers), **auth_headers(preset, key),
                            **pc.headers})
-    options = dict(pc.options)
-    if preset.dialect == "bedrock":
-        base = _bedrock_env(options, base, env)
-    elif preset.dialect == "azure" and not options.get("api_version") and env.get("OPENAI_API_VERSION"):
-        options["api_version"] = env["OPENAI_API_VERSION"]  # what the AzureOpenAI SDK reads
+    options = parse_options(preset.dialect, pc.options)  # checked by config._check already
+    if isinstance(options, BedrockOptions):
+        options, base = _bedrock_env(options, base, env)
+    elif isinstance(options, AzureOptions) and not options.api_version and env.get("OPENAI_API_VERSION"):
+        # what the AzureOpenAI SDK reads
+        options = msgspec.structs.replace(options, api_version=env["OPENAI_API_VERSION"])
     return Provider(
         id=pid,
         preset=preset,
@@ -113,16 +116,17 @@ def _make(pid: str, preset: Preset, pc: ProviderConfig, key: str | None, base: s
     )
 
 
-def _bedrock_env(options: dict[str, object], base: str | None, env: Mapping[str, str]) -> str:
+def _bedrock_env(options: BedrockOptions, base: str | None, env: Mapping[str, str]) -> tuple[BedrockOptions, str]:
     """Bedrock signs with SigV4, so besides the access key id (the provider's api_key) it needs
     the secret, an optional session token and the region, read here the way the AWS SDKs read
     them (adapters never read the environment). Config `options` win over the environment. The
-    default endpoint follows the region unless a base URL was given."""
-    if not options.get("aws_secret_access_key"):
-        if env.get("AWS_SECRET_ACCESS_KEY"):
-            options["aws_secret_access_key"] = env["AWS_SECRET_ACCESS_KEY"]
-        if env.get("AWS_SESSION_TOKEN") and not options.get("aws_session_token"):
-            options["aws_session_token"] = env["AWS_SESSION_TOKEN"]  # belongs to the env credentials only
-    region = str(options.get("region") or _env_first(env, ["AWS_REGION", "AWS_DEFAULT_REGION"]) or "us-east-1")
-    options["region"] = region
-    return base or f"https://bedrock-runtime.{region}.amazonaws.com"
+    default endpoint follows the region unless a base URL was given. Returns the options with
+    those filled in (a new struct) and the base URL."""
+    secret, token = options.aws_secret_access_key, options.aws_session_token
+    if not secret:
+        secret = env.get("AWS_SECRET_ACCESS_KEY") or None
+        if not token:
+            token = env.get("AWS_SESSION_TOKEN") or None  # belongs to the env credentials only
+    region = options.region or _env_first(env, ["AWS_REGION", "AWS_DEFAULT_REGION"]) or "us-east-1"
+    options = msgspec.structs.replace(options, aws_secret_access_key=secret, aws_session_token=token, region=region)
+    return options, base or f"https://bedrock-runtime.{region}.amazonaws.com"

@@ -55,10 +55,12 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    def open(self, req: UpstreamRequest, timeouts: Timeouts, provider: str) -> Exchange:
+    def open(self, req: UpstreamRequest, timeouts: Timeouts, provider: str) -> Exchange | Any:
         """`async with transport.open(...) as resp`: send `req`, get the response once its headers
         are in. Transport failures, while connecting or inside the block, raise UpstreamTimeout
         (504) or UpstreamUnavailable (502)."""
+        if req.exchange is not None:
+            return req.exchange  # an upstream in this process
         timeout = _client_timeout(timeouts.connect, timeouts.first_byte, timeouts.total)
         return Exchange(self.session.request(req.method, req.url, data=req.body, headers=req.headers, timeout=timeout),
                         provider)

@@ -21,7 +21,7 @@ log = logging.getLogger("unigate.http")
 _RID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STARTED = int(time.time())
 
-Endpoint = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
 class _Ids:
@@ -62,7 +62,7 @@ def internal_error(rid: str) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=500, content_type="application/json", headers={"x-request-id": rid})
 
 
-def guarded(fn: Endpoint, render: Callable[[GatewayError, str], web.Response] = error_response) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def guarded(fn: Handler, render: Callable[[GatewayError, str], web.Response] = error_response) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wraps a handler: request id in, every failure out as the surface's error envelope, never a
     stack trace. (A wrapper, not middleware: it costs one call per request.)"""
 
@@ -128,12 +128,12 @@ class OpenAISurface:
         ]
 
     async def models(self, request: web.Request, rid: str) -> web.Response:
-        self.gw.auth.authenticate(request.headers)
+        await self.gw.auth.authenticate(request.headers)
         body = {"object": "list", "data": self.list_models()}
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers={"x-request-id": rid})
 
     async def model(self, request: web.Request, rid: str) -> web.Response:
-        self.gw.auth.authenticate(request.headers)
+        await self.gw.auth.authenticate(request.headers)
         mid = request.match_info["model_id"]
         for m in self.list_models():
             if m["id"] == mid:

@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.effort import EFFORTS
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest
-
-JSON = dict[str, Any]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NEEDS_CONTENT = frozenset({"user", "system", "developer", "tool"})
@@ -214,7 +214,7 @@ def validate_chat(body: JSON) -> None:
             raise _bad_type("response_format.json_schema.schema", "an object", schema)
 
 
-REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
+REASONING_EFFORTS = frozenset(EFFORTS)  # the one list (canonical/effort.py)
 #: content part type -> the field it must carry and that field's JSON types
 _PART_FIELDS: dict[str, tuple[str, tuple[type, ...], str]] = {
     "text": ("text", (str,), "a string"),

@@ -9,13 +9,18 @@ from typing import ClassVar
 
 import orjson
 
+from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError
 from unigate.providers.anthropic.request import ANTHROPIC_VERSION, build
 from unigate.providers.anthropic.response import error_fields, to_completion, upstream_error
 from unigate.providers.anthropic.stream import AnthropicStreamDecoder
-from unigate.providers.base import JSON, AdapterBase, Deployment, Provider, UpstreamRequest
+from unigate.providers.base import AdapterBase, Deployment, Provider, UpstreamRequest
 
 __all__ = ["AnthropicAdapter", "AnthropicStreamDecoder"]
+
+#: the fields of a Messages body that count_tokens also takes (it refuses the generation ones)
+COUNT_FIELDS = ("messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config",
+                "mcp_servers", "context_management")
 
 
 class AnthropicAdapter(AdapterBase):
@@ -46,6 +51,19 @@ class AnthropicAdapter(AdapterBase):
 
     def chat_response(self, data: bytes, dep: Deployment) -> JSON:
         return to_completion(data, dep.model)
+
+    def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
+        """`body` is the client's Messages body: the fields count_tokens takes go upstream as they are."""
+        native: JSON = {k: body[k] for k in COUNT_FIELDS if k in body}
+        native["model"] = dep.model
+        headers, url = self._target(dep.provider)
+        return UpstreamRequest("POST", url + "/count_tokens", headers, orjson.dumps(native))
+
+    def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:
+        n = orjson.loads(data)["input_tokens"]
+        if type(n) is not int:
+            raise ValueError("input_tokens is not an integer")
+        return {"input_tokens": n}
 
     def chat_stream(self, body: JSON, dep: Deployment) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(dep.model, dep.provider.id)

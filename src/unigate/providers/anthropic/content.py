@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.media import split_data_url
-
-JSON = dict[str, Any]
 
 #: the image media types the Messages API accepts (anthropic-sdk-python `base64_image_source_param.py`)
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})

@@ -6,44 +6,31 @@ Wire format: /work/shared/reference/providers.md §2.1-2.2 and the mapping table
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
 import orjson
 
+from unigate.canonical.effort import claude_fit, claude_forced_tool, thinking_budget
+from unigate.canonical.limits import max_output_tokens, max_tokens_param
+from unigate.canonical.tools import JSON_TOOL, ToolIdRule, refuse_reserved_tool
+from unigate.canonical.turns import append_turn
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.anthropic.content import message_blocks, text_blocks, user_blocks
-
-JSON = dict[str, Any]
 
 #: the API version the adapter speaks (Anthropic versioning docs; the value the SDK sent for years)
 ANTHROPIC_VERSION = "2023-06-01"
 #: Anthropic requires max_tokens; OpenAI lets the model decide, so pick a generous default.
 DEFAULT_MAX_TOKENS = 4096
-#: The tool forced for response_format json_schema / json_object. The name is reserved: a
-#: client tool may not use it, so any tool_use with this name in an answer is ours and is
-#: turned back into message content.
-RESPONSE_TOOL = "respond_with_json"
-#: reasoning_effort -> thinking.budget_tokens. Anthropic's minimum budget is 1024 and the
-#: budget counts toward max_tokens (§2.1 `thinking`).
-THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+# response_format is answered through the forced tool canonical.tools.JSON_TOOL, and
+# reasoning_effort maps through canonical.effort's Claude table (the same on Bedrock).
 #: sampling knobs Anthropic has no equivalent for: dropped and reported, not an error.
 DROPPED = ("presence_penalty", "frequency_penalty", "seed", "logit_bias", "service_tier", "store",
            "metadata", "prediction", "prompt_cache_key", "verbosity")
 
-_ID_OK = re.compile(r"[a-zA-Z0-9_-]+")
-_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
-
-
-def tool_id(original: str) -> str:
-    """A tool-call id Anthropic accepts (`^[a-zA-Z0-9_-]+$`, §2.2): valid ids pass unchanged,
-    others are sanitised and suffixed with a hash of the original, so the rewrite is stable
-    (the tool_use and its tool_result get the same id) and two ids cannot collide."""
-    if _ID_OK.fullmatch(original):
-        return original
-    digest = hashlib.sha256(original.encode()).hexdigest()[:12]
-    return f"{_ID_BAD.sub('_', original)[:48]}_{digest}".lstrip("_") or digest
+#: A tool-call id Anthropic accepts (`^[a-zA-Z0-9_-]+$`, §2.2): valid ids pass unchanged,
+#: others are rewritten stably (the tool_use and its tool_result get the same id).
+tool_id = ToolIdRule("a-zA-Z0-9_-")
 
 
 def build(body: JSON, model: str, *, stream: bool) -> tuple[JSON, tuple[str, ...]]:
@@ -51,6 +38,7 @@ def build(body: JSON, model: str, *, stream: bool) -> tuple[JSON, tuple[str, ...
     if isinstance(body.get("n"), int) and body["n"] > 1:
         raise UnsupportedFeature("anthropic: n > 1 is not supported (Anthropic returns one answer per request)", param="n")
     _refuse_unsupported(body)
+    refuse_reserved_tool(body)
     system, messages = translate_messages(body["messages"])
     out: JSON = {"model": model, "messages": messages}
     if system:
@@ -74,10 +62,10 @@ def build(body: JSON, model: str, *, stream: bool) -> tuple[JSON, tuple[str, ...
     rf = body.get("response_format") or {}
     if rf.get("type") in ("json_schema", "json_object"):
         if thinking_on:
-            raise UnsupportedFeature("anthropic: response_format cannot be combined with reasoning_effort: the JSON "
-                                     "answer is a forced tool call, which Anthropic does not allow with thinking",
-                                     param="response_format")
+            raise claude_forced_tool("anthropic", "response_format")
         tools, tool_choice = _response_tool(rf, tools, tool_choice)
+    elif thinking_on and tools and (tool_choice or {}).get("type") in ("any", "tool"):
+        raise claude_forced_tool("anthropic", "tool_choice")
     if tools:
         out["tools"] = tools
         if tool_choice is not None:
@@ -87,20 +75,13 @@ def build(body: JSON, model: str, *, stream: bool) -> tuple[JSON, tuple[str, ...
 
 def _budget(body: JSON, out: JSON) -> bool:
     """Sets max_tokens (required by Anthropic) and thinking; true when thinking is on."""
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
+    max_tokens = max_output_tokens(body)
     thinking = _thinking(body)
     budget = thinking.get("budget_tokens") if thinking is not None and thinking.get("type") == "enabled" else None
     if thinking is not None and isinstance(budget, int):  # a malformed pass-through is Anthropic's to refuse
-        if max_tokens is None:
-            max_tokens = budget + DEFAULT_MAX_TOKENS
-        elif max_tokens <= budget:
-            # OpenAI counts reasoning inside max_completion_tokens; Anthropic wants budget < max_tokens
-            if max_tokens <= 1024:
-                raise UnsupportedFeature("anthropic: reasoning needs max_completion_tokens above 1024 "
-                                         "(Anthropic's minimum thinking budget)", param="max_completion_tokens")
-            thinking = {**thinking, "budget_tokens": max_tokens - 1}
+        fitted, max_tokens = claude_fit(budget, max_tokens, who="anthropic", param=max_tokens_param(body))
+        if fitted != budget:
+            thinking = {**thinking, "budget_tokens": fitted}
     out["max_tokens"] = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
     if thinking is None:
         return False
@@ -144,17 +125,12 @@ def _refuse_unsupported(body: JSON) -> None:
 
 
 def _thinking(body: JSON) -> JSON | None:
+    budget = thinking_budget("claude", body)  # checks reasoning_effort even when `thinking` wins
     if isinstance(body.get("thinking"), dict):
         return dict(body["thinking"])  # Anthropic's own knob, passed by clients that know it
-    effort = body.get("reasoning_effort")
-    if effort is None:
-        return None
-    if effort == "none":
+    if not budget:
         return None  # thinking is off unless asked for
-    if effort not in THINKING_BUDGETS:
-        raise InvalidRequest(f"Invalid value for 'reasoning_effort': {effort!r}. Supported values are: none, "
-                             f"{', '.join(THINKING_BUDGETS)}.", param="reasoning_effort", code="invalid_value")
-    return {"type": "enabled", "budget_tokens": THINKING_BUDGETS[effort]}
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 # ---------------------------------------------------------------------------- messages
@@ -196,22 +172,14 @@ def translate_messages(msgs: list[JSON]) -> tuple[list[JSON], list[JSON]]:
     return system, turns
 
 
+def _is_result(block: JSON) -> bool:
+    return block.get("type") == "tool_result"
+
+
 def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
-    if not blocks:
-        return  # Anthropic rejects empty turns and empty text blocks
-    if not turns or turns[-1]["role"] != role:
-        turns.append({"role": role, "content": blocks})
-        return
-    content: list[JSON] = turns[-1]["content"]
-    for b in blocks:
-        if b.get("type") == "tool_result":
-            # tool_result blocks must open the user turn, before any text (Anthropic tool-use docs)
-            pos = 0
-            while pos < len(content) and content[pos].get("type") == "tool_result":
-                pos += 1
-            content.insert(pos, b)
-        else:
-            content.append(b)
+    # Anthropic rejects empty turns; tool_result blocks must open the user turn, before any
+    # text (Anthropic tool-use docs)
+    append_turn(turns, role, blocks, first=_is_result)
 
 
 def _assistant_blocks(m: JSON, where: str) -> list[JSON]:
@@ -318,9 +286,6 @@ def _tool(fn: JSON, where: str, wrapper: JSON) -> JSON:
     if not isinstance(name, str) or not name:
         raise InvalidRequest(f"Missing required parameter: '{where}.name'.", param=f"{where}.name",
                              code="missing_required_parameter")
-    if name == RESPONSE_TOOL:
-        raise InvalidRequest(f"anthropic: the tool name {RESPONSE_TOOL!r} is reserved by the gateway for "
-                             "response_format; please rename the tool", param=f"{where}.name")
     params = fn.get("parameters")
     if not isinstance(params, dict) or not params:
         schema: JSON = {"type": "object", "properties": {}}  # input_schema is required and must be an object
@@ -352,11 +317,11 @@ def _response_tool(rf: JSON, tools: list[JSON], choice: JSON | None) -> tuple[li
     else:
         schema = {"type": "object"}
         desc = "Give the final answer by calling this tool; its input is the answer as a JSON object."
-    tool = {"name": RESPONSE_TOOL, "description": desc, "input_schema": schema}
+    tool = {"name": JSON_TOOL, "description": desc, "input_schema": schema}
     if not tools or (choice or {}).get("type") == "none":
         # only the answer tool may be called; user tools stay defined because a history with
         # tool_use blocks needs them
-        return [*tools, tool], {"type": "tool", "name": RESPONSE_TOOL, "disable_parallel_tool_use": True}
+        return [*tools, tool], {"type": "tool", "name": JSON_TOOL, "disable_parallel_tool_use": True}
     if choice is not None and choice.get("type") == "tool":
         return [*tools, tool], choice  # the client named a tool: that call comes first
     # the model may call a client tool or answer through the answer tool, but must do one

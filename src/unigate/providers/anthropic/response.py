@@ -8,12 +8,11 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.tools import JSON_TOOL
+from unigate.canonical.types import JSON
+from unigate.canonical.upstream import retry_after_seconds
 from unigate.errors import UpstreamError, UpstreamForbidden, upstream_error_for_status
-from unigate.providers.anthropic.request import RESPONSE_TOOL
 from unigate.providers.base import usage_dict
-from unigate.providers.openai_compat import retry_after_seconds
-
-JSON = dict[str, Any]
 
 #: stop_reason -> finish_reason (§2.4; Envoy AI Gateway and Portkey map the same way)
 FINISH = {
@@ -74,7 +73,7 @@ def to_completion(data: bytes, fallback_model: str) -> JSON:
             texts.append(blk.get("text") or "")
         elif t == "thinking":
             thinking.append(blk.get("thinking") or "")
-        elif t == "tool_use" and blk.get("name") == RESPONSE_TOOL:
+        elif t == "tool_use" and blk.get("name") == JSON_TOOL:
             answer = orjson.dumps(blk.get("input") or {}).decode()
         elif t == "tool_use":
             tool_calls.append({"id": blk.get("id"), "type": "function",

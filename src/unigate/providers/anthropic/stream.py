@@ -7,13 +7,12 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.tools import JSON_TOOL
+from unigate.canonical.types import JSON
 from unigate.errors import UpstreamUnavailable
-from unigate.providers.anthropic.request import RESPONSE_TOOL
 from unigate.providers.anthropic.response import finish_reason, stream_error, usage
 from unigate.providers.base import ChunkMaker
 from unigate.providers.sse import SSEDecoder, SSEEvent
-
-JSON = dict[str, Any]
 
 # What an Anthropic content block index stands for in the OpenAI stream.
 _TEXT, _THINKING, _TOOL, _ANSWER, _OTHER = range(5)
@@ -92,7 +91,7 @@ class AnthropicStreamDecoder:
             self._blocks[idx] = (_THINKING, -1)
             if blk.get("thinking"):
                 out.append(self._maker.chunk({"reasoning_content": blk["thinking"]}))
-        elif t == "tool_use" and blk.get("name") == RESPONSE_TOOL:
+        elif t == "tool_use" and blk.get("name") == JSON_TOOL:
             self._blocks[idx] = (_ANSWER, -1)
             if blk.get("input"):
                 self._start_input[idx] = blk["input"]

@@ -15,7 +15,7 @@ Wire format: botocore `data/bedrock-runtime/2023-09-30/service-2.json`, `eventst
 
 Credentials are resolved when the provider is built (registry.py): the access key id is the
 provider's api_key; `options` carries aws_secret_access_key, aws_session_token and region.
-`options["structured_output"]` ("auto" | "tool" | "output_config") picks how a json_schema
+`options.structured_output` ("auto" | "tool" | "output_config") picks how a json_schema
 response_format is obtained (see request._structured_output).
 """
 
@@ -31,13 +31,15 @@ try:  # botocore supplies the SigV4 signer and the event-stream parser
 except ImportError:  # pragma: no cover - depends on the install
     raise ImportError("the bedrock provider needs botocore: pip install botocore") from None
 
+from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError
-from unigate.providers.base import JSON, AdapterBase, Deployment, UpstreamRequest
+from unigate.providers.base import AdapterBase, Deployment, UpstreamRequest
 from unigate.providers.bedrock import sign
 from unigate.providers.bedrock.errors import http_error
 from unigate.providers.bedrock.request import build_converse
 from unigate.providers.bedrock.response import parse_converse
 from unigate.providers.bedrock.stream import ConverseStreamDecoder
+from unigate.providers.options import BedrockOptions, options_as
 
 __all__ = ["BedrockAdapter"]
 
@@ -49,7 +51,7 @@ class BedrockAdapter(AdapterBase):
 
     def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
         p = dep.provider
-        mode = str(p.options.get("structured_output") or "auto")
+        mode = options_as(p.options, BedrockOptions).structured_output
         native, dropped = build_converse(body, p.id, dep.model, mode)
         data = orjson.dumps(native)
         url = sign.endpoint(dep, stream)

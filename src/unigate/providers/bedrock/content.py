@@ -8,20 +8,13 @@ parentheses and square brackets.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
+from unigate.canonical.tools import ToolIdRule
+from unigate.canonical.types import JSON
 from unigate.errors import UnsupportedFeature
-from unigate.providers.base import JSON
 from unigate.providers.media import split_data_url
-
-#: the forced tool that carries a JSON answer (response_format). Its input becomes the
-#: message text on the way back, so the name is one no client tool plausibly has.
-JSON_TOOL = "unigate_structured_output"
-
-_TOOL_ID_OK = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")
-_TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_.:-]")
 
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/pjpeg": "jpeg",
                   "image/gif": "gif", "image/webp": "webp"}
@@ -35,15 +28,10 @@ _DOC_FORMATS = {
 _DOC_NAME_BAD = re.compile(r"[^A-Za-z0-9 \-()\[\]]")
 
 
-def tool_use_id(original: str) -> str:
-    """A Converse-valid toolUseId: unchanged when already valid (Bedrock's own `tooluse_…` ids
-    round-trip untouched), else a deterministic rewrite — the same for the assistant's call and
-    the tool message answering it — with a hash suffix so distinct ids stay distinct."""
-    if _TOOL_ID_OK.fullmatch(original):
-        return original
-    digest = hashlib.sha256(original.encode()).hexdigest()[:16]
-    clean = _TOOL_ID_BAD.sub("_", original)[:40]
-    return f"{clean}_{digest}" if clean else f"call_{digest}"
+#: A Converse-valid toolUseId: unchanged when already valid (Bedrock's own `tooluse_…` ids
+#: round-trip untouched), else a deterministic rewrite — the same for the assistant's call and
+#: the tool message answering it — with a hash suffix so distinct ids stay distinct.
+tool_use_id = ToolIdRule("a-zA-Z0-9_.:-", 64)
 
 
 def user_blocks(content: Any, pid: str, where: str) -> list[JSON]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import orjson
 
+from unigate.canonical.upstream import retry_after_seconds
 from unigate.errors import (
     UpstreamAuthError,
     UpstreamBadRequest,
@@ -23,7 +24,6 @@ from unigate.errors import (
     UpstreamUnavailable,
     upstream_error_for_status,
 )
-from unigate.providers.openai_compat import retry_after_seconds
 
 #: AWS error code -> (gateway error class, HTTP status override or None).
 _BY_CODE: dict[str, tuple[type[UpstreamError], int | None]] = {

@@ -12,9 +12,13 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.effort import claude_fit, claude_forced_tool, thinking_budget
+from unigate.canonical.limits import max_output_tokens, max_tokens_param
+from unigate.canonical.tools import JSON_TOOL, refuse_reserved_tool
+from unigate.canonical.turns import append_turn
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
-from unigate.providers.base import JSON
-from unigate.providers.bedrock.content import JSON_TOOL, tool_use_id, user_blocks
+from unigate.providers.bedrock.content import tool_use_id, user_blocks
 
 #: OpenAI fields Converse has no place for: dropped and reported in x-unigate-dropped-params.
 #: (seed and the penalties exist for some models only through additionalModelRequestFields,
@@ -22,9 +26,6 @@ from unigate.providers.bedrock.content import JSON_TOOL, tool_use_id, user_block
 _DROPPABLE = ("presence_penalty", "frequency_penalty", "seed", "logit_bias", "logprobs", "top_logprobs", "user",
               "metadata", "store", "service_tier", "prediction", "safety_identifier", "prompt_cache_key",
               "verbosity", "web_search_options")
-
-#: reasoning_effort -> Claude `thinking.budget_tokens` (Anthropic's minimum budget is 1024).
-_THINKING_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 
 
 def build_converse(body: JSON, pid: str, model: str, structured_mode: str) -> tuple[JSON, tuple[str, ...]]:
@@ -37,6 +38,7 @@ def build_converse(body: JSON, pid: str, model: str, structured_mode: str) -> tu
     dropped = [k for k in _DROPPABLE if body.get(k) not in (None, False)]
     if body.get("parallel_tool_calls") is False:  # Converse has no switch for it
         dropped.append("parallel_tool_calls")
+    refuse_reserved_tool(body)
 
     system, messages, used_tools = convert_messages(body["messages"], pid)
     out: JSON = {"messages": messages}
@@ -44,9 +46,7 @@ def build_converse(body: JSON, pid: str, model: str, structured_mode: str) -> tu
         out["system"] = system
 
     inference: JSON = {}
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
+    max_tokens = max_output_tokens(body)
     if max_tokens is not None:
         inference["maxTokens"] = max_tokens
     if body.get("temperature") is not None:
@@ -104,16 +104,12 @@ def convert_messages(msgs: list[Any], pid: str) -> tuple[list[JSON], list[JSON],
             blocks = [_tool_result(fn_ids.get(name) or tool_use_id(f"function-{name}"), content, pid, where)]
         else:
             raise InvalidRequest(f"{pid}: unsupported role {role!r}", param=f"{where}.role")
-        if not blocks:
-            continue
-        if out and out[-1]["role"] == turn:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": turn, "content": blocks})
-    for msg in out:
-        if msg["role"] == "user" and len(msg["content"]) > 1:
-            msg["content"].sort(key=lambda b: 0 if "toolResult" in b else 1)  # stable
+        append_turn(out, turn, blocks, first=_is_result)
     return system, out, used
+
+
+def _is_result(block: JSON) -> bool:
+    return "toolResult" in block
 
 
 def _texts(content: Any, pid: str, where: str) -> list[str]:
@@ -277,30 +273,22 @@ def _structured_output(body: JSON, out: JSON, pid: str, mode: str) -> JSON | Non
 
 def _reasoning(body: JSON, model: str, inference: JSON, out: JSON, dropped: list[str], pid: str) -> None:
     """reasoning_effort -> Claude extended thinking through additionalModelRequestFields (the
-    Converse docs' own example); other model families take model-specific fields, so it is
-    dropped for them. Thinking needs maxTokens > budget and no temperature/top_p/forced tool."""
-    effort = body.get("reasoning_effort")
-    if effort is None:
+    Converse docs' own example), with the budgets of canonical.effort (the same as on the
+    Anthropic dialect); other model families take model-specific fields, so it is dropped for
+    them. Thinking needs maxTokens > budget and no temperature/top_p/forced tool."""
+    budget = thinking_budget("claude", body)
+    if budget is None:
         return
-    if "anthropic.claude" not in model or effort == "none":
-        if effort != "none":
+    if "anthropic.claude" not in model or budget == 0:
+        if budget != 0:
             dropped.append("reasoning_effort")
         return
-    budget = _THINKING_BUDGET.get(str(effort))
-    if budget is None:
-        raise InvalidRequest(f"{pid}: unknown reasoning_effort {effort!r}", param="reasoning_effort")
-    if "toolChoice" in (out.get("toolConfig") or {}) and any(
-        k in out["toolConfig"]["toolChoice"] for k in ("any", "tool")
-    ):
-        raise UnsupportedFeature(f"{pid}: Claude cannot think while a tool (or JSON output) is forced",
-                                 param="reasoning_effort")
-    max_tokens = inference.get("maxTokens")
-    if max_tokens is None:
-        inference["maxTokens"] = budget + 4096
-    elif max_tokens <= 1024:
-        raise InvalidRequest(f"{pid}: reasoning needs max_tokens above 1024", param="max_tokens")
-    else:
-        budget = min(budget, max_tokens - 1)
+    choice = (out.get("toolConfig") or {}).get("toolChoice") or {}
+    if "any" in choice or "tool" in choice:
+        forced_json = choice.get("tool") == {"name": JSON_TOOL}
+        raise claude_forced_tool(pid, "response_format" if forced_json else "tool_choice")
+    budget, inference["maxTokens"] = claude_fit(budget, inference.get("maxTokens"), who=pid,
+                                                param=max_tokens_param(body))
     for k, name in (("temperature", "temperature"), ("topP", "top_p")):
         if inference.pop(k, None) is not None:
             dropped.append(name)

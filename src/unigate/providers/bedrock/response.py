@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
-from unigate.providers.base import JSON, usage_dict
-from unigate.providers.bedrock.content import JSON_TOOL
+from unigate.canonical.tools import JSON_TOOL
+from unigate.canonical.types import JSON
+from unigate.providers.base import usage_dict
 
 FINISH: dict[str, str] = {
     "end_turn": "stop",

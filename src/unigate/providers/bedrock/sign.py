@@ -21,6 +21,7 @@ from botocore.utils import percent_encode
 from yarl import URL
 
 from unigate.providers.base import Deployment
+from unigate.providers.options import BedrockOptions, options_as
 
 #: the SigV4 signing name from service-2.json `metadata.signingName` (not "bedrock-runtime").
 SIGNING_NAME = "bedrock"
@@ -36,8 +37,7 @@ def endpoint(dep: Deployment, stream: bool) -> str:
 
 
 def region_of(dep: Deployment) -> str:
-    region = dep.provider.options.get("region")
-    return str(region) if region else DEFAULT_REGION
+    return options_as(dep.provider.options, BedrockOptions).region or DEFAULT_REGION
 
 
 def host_header(url: str) -> str:
@@ -55,12 +55,12 @@ def auth_headers(dep: Deployment, url: str, body: bytes, base: dict[str, str]) -
     """`base` plus Host and the auth headers for this exact method, URL and body."""
     p = dep.provider
     headers = {**base, "Host": host_header(url)}
-    secret = p.options.get("aws_secret_access_key")
-    if not secret:
+    opts = options_as(p.options, BedrockOptions)
+    if not opts.aws_secret_access_key:
         if p.api_key:
             headers["Authorization"] = f"Bearer {p.api_key}"
         return headers
-    creds = Credentials(p.api_key or "", str(secret), p.options.get("aws_session_token") or None)
+    creds = Credentials(p.api_key or "", opts.aws_secret_access_key, opts.aws_session_token or None)
     req = AWSRequest(method="POST", url=url, headers=headers, data=body)
     SigV4Auth(creds, SIGNING_NAME, region_of(dep)).add_auth(req)
     return dict(req.headers.items())

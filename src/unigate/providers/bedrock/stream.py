@@ -23,9 +23,10 @@ from typing import Any
 import orjson
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
+from unigate.canonical.tools import JSON_TOOL
+from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError, UpstreamUnavailable
-from unigate.providers.base import JSON, ChunkMaker
-from unigate.providers.bedrock.content import JSON_TOOL
+from unigate.providers.base import ChunkMaker
 from unigate.providers.bedrock.errors import make_error, stream_error
 from unigate.providers.bedrock.response import finish_reason, usage_from
 

@@ -22,12 +22,14 @@ from urllib.parse import quote
 import orjson
 from yarl import URL
 
+from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError
-from unigate.providers.base import JSON, AdapterBase, Deployment, UpstreamRequest
+from unigate.providers.base import AdapterBase, Deployment, UpstreamRequest
 from unigate.providers.gemini import embeddings, request
 from unigate.providers.gemini.errors import error_from_object, error_from_response
 from unigate.providers.gemini.response import to_completion
 from unigate.providers.gemini.stream import GeminiStreamDecoder
+from unigate.providers.options import GeminiOptions, options_as
 
 __all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
 
@@ -36,7 +38,7 @@ class GeminiAdapter(AdapterBase):
     dialect: ClassVar[str] = "gemini"
 
     def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
-        native, dropped = request.build_body(body, dep.model, schema_mode=_option(dep, "schema_mode", "openapi"))
+        native, dropped = request.build_body(body, dep.model, schema_mode=_options(dep).schema_mode)
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return UpstreamRequest("POST", self.url(dep, action), dep.provider.headers, orjson.dumps(native), dropped)
 
@@ -63,14 +65,13 @@ class GeminiAdapter(AdapterBase):
         return embeddings.to_list(data, dep.model)
 
     def url(self, dep: Deployment, action: str) -> URL:
-        version = _option(dep, "api_version", "v1beta").strip("/")
+        version = _options(dep).api_version.strip("/") or GeminiOptions().api_version
         # encoded=True: yarl would otherwise decode the model's %3A back into a method-starting ':'
         return URL(f"{dep.provider.base_url}/{quote(version, safe='')}/{_model_path(dep.model)}:{action}", encoded=True)
 
 
-def _option(dep: Deployment, name: str, default: str) -> str:
-    v = dep.provider.options.get(name, default)
-    return v if isinstance(v, str) and v else default
+def _options(dep: Deployment) -> GeminiOptions:
+    return options_as(dep.provider.options, GeminiOptions)
 
 
 def _model_name(model: str) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.types import JSON
 from unigate.errors import UnsupportedFeature
-from unigate.providers.base import JSON
 
 
 def build_body(body: JSON, model_path: str) -> tuple[JSON, tuple[str, ...]]:

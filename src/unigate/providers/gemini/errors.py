@@ -15,10 +15,9 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.types import JSON
+from unigate.canonical.upstream import retry_after_seconds
 from unigate.errors import UpstreamError, upstream_error_for_status
-from unigate.providers.openai_compat import retry_after_seconds
-
-JSON = dict[str, Any]
 
 #: gRPC status name -> the HTTP status Google pairs it with, for errors that arrive inside a
 #: 200 stream (their `code` is usually there, the status name always is).

@@ -13,11 +13,15 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.effort import gemini_thinking
+from unigate.canonical.effort import gemini_uses_levels as _uses_levels
+from unigate.canonical.limits import max_output_tokens
+from unigate.canonical.tools import refuse_reserved_tool
+from unigate.canonical.turns import append_turn
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.gemini.schema import has_properties, json_schema, openapi_schema
 from unigate.providers.media import split_data_url
-
-JSON = dict[str, Any]
 
 #: Google's documented escape hatch for function calls that carry no thought signature (history
 #: from another model, or a client that dropped `extra_content`): Gemini 3 otherwise answers 400
@@ -32,11 +36,6 @@ _EXT_MIME = {
 }
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "aac": "audio/aac",
                "ogg": "audio/ogg", "opus": "audio/ogg", "pcm16": "audio/pcm", "aiff": "audio/aiff"}
-#: reasoning_effort -> thinkingBudget for Gemini 2.x (budgets are the model's own scale; 0 = off)
-_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576, "max": 24576}
-#: reasoning_effort -> thinkingLevel for Gemini 3+, which cannot switch thinking off entirely
-_LEVEL = {"none": "MINIMAL", "minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH",
-          "xhigh": "HIGH", "max": "HIGH"}
 #: OpenAI fields with no Gemini counterpart: dropped and reported in UpstreamRequest.dropped.
 _NO_COUNTERPART = ("logit_bias", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention",
                    "service_tier", "store", "metadata", "prediction", "verbosity")
@@ -45,6 +44,7 @@ _NO_COUNTERPART = ("logit_bias", "user", "safety_identifier", "prompt_cache_key"
 def build_body(body: JSON, model: str, *, schema_mode: str = "openapi") -> tuple[JSON, tuple[str, ...]]:
     """The native body, and the names of request fields that were dropped."""
     dropped: list[str] = [k for k in _NO_COUNTERPART if body.get(k) is not None]
+    refuse_reserved_tool(body)
     system, contents = _messages(body.get("messages") or [], sign=_uses_levels(model))
     out: JSON = {"contents": contents}
     if system:
@@ -76,12 +76,8 @@ def _messages(msgs: list[Any], *, sign: bool) -> tuple[list[JSON], list[JSON]]:
     names: dict[str, str] = {}  # tool_call id -> function name, from earlier assistant turns
 
     def add(role: str, parts: list[JSON]) -> None:
-        if not parts:
-            return  # Gemini rejects turns without parts
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)  # consecutive tool results share one user turn
-        else:
-            contents.append({"role": role, "parts": parts})
+        # Gemini rejects turns without parts; consecutive tool results share one user turn
+        append_turn(contents, role, parts, key="parts")
 
     for i, m in enumerate(msgs):
         role = m.get("role")
@@ -275,7 +271,7 @@ def _generation_config(body: JSON, model: str, schema_mode: str) -> JSON:
                      ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
         if body.get(src) is not None:
             gen[dst] = body[src]
-    mx = body.get("max_completion_tokens", body.get("max_tokens"))
+    mx = max_output_tokens(body)
     if mx is not None:
         gen["maxOutputTokens"] = mx
     stop = body.get("stop")
@@ -301,22 +297,10 @@ def _generation_config(body: JSON, model: str, schema_mode: str) -> JSON:
                 gen["responseJsonSchema"] = json_schema(schema)
             else:
                 gen["responseSchema"] = openapi_schema(schema, ordered=True)
-    effort = body.get("reasoning_effort")
-    if isinstance(effort, str) and effort in _BUDGET:
-        if _uses_levels(model):
-            gen["thinkingConfig"] = {"thinkingLevel": _LEVEL[effort], "includeThoughts": effort != "none"}
-        else:
-            gen["thinkingConfig"] = {"thinkingBudget": _BUDGET[effort], "includeThoughts": effort != "none"}
+    thinking = gemini_thinking(body, model)  # canonical.effort's Gemini table
+    if thinking is not None:
+        gen["thinkingConfig"] = thinking
     return gen
-
-
-def _uses_levels(model: str) -> bool:
-    """Gemini 3 and later take `thinkingLevel`; 2.x takes `thinkingBudget` (docs: thinking)."""
-    name = model.rsplit("/", 1)[-1]
-    if not name.startswith("gemini-"):
-        return False
-    major = name[7:].split("-", 1)[0].split(".", 1)[0]
-    return major.isdigit() and int(major) >= 3
 
 
 def _camel(key: str) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from unigate.providers.base import JSON, usage_dict
+from unigate.canonical.types import JSON
+from unigate.providers.base import usage_dict
 
 #: finishReason -> OpenAI finish_reason (reference §8.1). Anything else (OTHER, LANGUAGE,
 #: MALFORMED_FUNCTION_CALL, FINISH_REASON_UNSPECIFIED, ...) becomes "stop".

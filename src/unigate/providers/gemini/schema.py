@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-JSON = dict[str, Any]
+from unigate.canonical.types import JSON
 
 #: keys of Gemini's `Schema` message (v1beta REST reference), in JSON form.
 _ALLOWED = frozenset({

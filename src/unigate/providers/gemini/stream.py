@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.types import JSON
 from unigate.errors import UpstreamUnavailable
-from unigate.providers.base import JSON, ChunkMaker
+from unigate.providers.base import ChunkMaker
 from unigate.providers.gemini.errors import error_from_object
 from unigate.providers.gemini.response import (
     PartReader,

@@ -4,12 +4,13 @@
     params.py    canonical request -> llama-cpp-python arguments, with clear 400s for what it cannot do
     engine.py    one worker thread per model, a bounded queue, cancellation between tokens
     generate.py  worker-side: loading, token-by-token generation as canonical chunks, embeddings
-    adapter.py   the in-process adapter the pipeline calls
+    adapter.py   the adapter: canonical request -> the engine's work, a passthrough like OpenAI's
+    exchange.py  the in-process exchange the transport enters instead of HTTP (OpenAI JSON / SSE out)
 """
 
-from unigate.providers.local.adapter import LocalAdapter, LocalStream, engine_for
+from unigate.providers.local.adapter import LocalAdapter, engine_for
 from unigate.providers.local.models import builtin_model_path, llama_cpp_available, local_deployments
 
 __all__ = [
-    "LocalAdapter", "LocalStream", "builtin_model_path", "engine_for", "llama_cpp_available", "local_deployments",
+    "LocalAdapter", "builtin_model_path", "engine_for", "llama_cpp_available", "local_deployments",
 ]

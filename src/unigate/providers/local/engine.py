@@ -30,7 +30,6 @@ from unigate.errors import GatewayError, InvalidRequest, ServiceUnavailable, Ups
 
 log = logging.getLogger("unigate.local")
 
-JSON = dict[str, Any]
 
 #: marks the end of a job's output on its queue.
 END: Any = object()

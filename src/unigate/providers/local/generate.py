@@ -13,12 +13,11 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.base import ChunkMaker, usage_dict
 from unigate.providers.local.engine import Job, ModelSpec
 from unigate.providers.local.params import ChatParams
-
-JSON = dict[str, Any]
 
 log = logging.getLogger("unigate.local.llama_cpp")
 

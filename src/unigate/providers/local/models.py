@@ -17,7 +17,8 @@ from pathlib import Path
 from unigate.config import Config
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.local.engine import LocalEngine, ModelSpec
-from unigate.providers.presets import Preset
+from unigate.providers.options import ProviderOptions
+from unigate.providers.presets import PRESETS
 
 log = logging.getLogger("unigate.local")
 
@@ -27,7 +28,7 @@ BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_N_CTX = 2048
 
 #: there is no "local" row in presets.py: the local provider has no URL, key or wire format.
-PRESET = Preset("local", "", "Embedded local model", dialect="local", keyless=True)
+PRESET = PRESETS["local"]
 
 _engines: dict[ModelSpec, LocalEngine] = {}
 _engines_lock = threading.Lock()
@@ -106,6 +107,15 @@ def engine(spec: ModelSpec) -> LocalEngine:
         return eng
 
 
+class LocalOptions(ProviderOptions, frozen=True):
+    """What the local adapter needs of its provider: the engine of each model (live objects,
+    built here, never read from the config: `local:` in the config is LocalConfig) and the queue."""
+
+    engines: dict[str, LocalEngine]
+    max_queue: int
+    queue_timeout: float
+
+
 def local_deployments(cfg: Config) -> list[Deployment]:
     specs = model_specs(cfg)
     if not specs:
@@ -115,10 +125,12 @@ def local_deployments(cfg: Config) -> list[Deployment]:
     engines = {s.name: engine(s) for s in specs}
     provider = Provider(
         id="local", preset=PRESET, base_url="", api_key=None, headers={}, timeouts=cfg.timeouts,
-        options={"engines": engines, "max_queue": cfg.local.max_queue, "queue_timeout": cfg.local.queue_timeout},
+        options=LocalOptions(engines=engines, max_queue=cfg.local.max_queue, queue_timeout=cfg.local.queue_timeout),
     )
     adapter = adapter_for("local")
     return [
-        Deployment(id=f"local/{s.name}", provider=provider, model=s.name, adapter=adapter, timeouts=cfg.timeouts)
+        # a model running inside the gateway costs nothing per token
+        Deployment(id=f"local/{s.name}", provider=provider, model=s.name, adapter=adapter, timeouts=cfg.timeouts,
+                   input_price=0.0, output_price=0.0)
         for s in specs
     ]

@@ -12,9 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
-
-JSON = dict[str, Any]
 
 #: OpenAI's defaults, so the same request means the same thing here as on a cloud model.
 #: (llama-cpp-python's own chat defaults are temperature 0.2, top_p 0.95.)

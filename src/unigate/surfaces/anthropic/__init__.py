@@ -12,22 +12,20 @@ through the same pipeline as every other call (`Gateway.run`); the answer comes 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from unigate import catalog
-from unigate.errors import GatewayError, InvalidRequest, UpstreamUnavailable
-from unigate.pipeline import Gateway
-from unigate.providers.anthropic.request import ANTHROPIC_VERSION
-from unigate.providers.base import Deployment, UpstreamRequest
-from unigate.providers.transport import BodyTooLong, read_limited, read_prefix
+from unigate.egress import PLAIN_JSON
+from unigate.endpoints import Endpoint
+from unigate.errors import GatewayError
+from unigate.pipeline import Call, Gateway
+from unigate.providers.base import Deployment
 from unigate.surfaces import validate
 from unigate.surfaces.anthropic.request import Target, request_model, to_canonical
 from unigate.surfaces.anthropic.response import render_error
 from unigate.surfaces.anthropic.stream import AnthropicEgress
-from unigate.surfaces.openai import Endpoint, expect_handler, guarded
+from unigate.surfaces.openai import Handler, expect_handler, guarded
 
 log = logging.getLogger("unigate.http")
 
@@ -35,10 +33,6 @@ __all__ = ["AnthropicSurface", "render_error", "target_for"]
 
 #: adapters that read the non-OpenAI `top_k` from the canonical body
 _TOP_K_DIALECTS = frozenset({"anthropic", "gemini", "cohere"})
-#: fields of a Messages body that count_tokens also takes (it refuses the generation ones)
-_COUNT_FIELDS = ("messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config",
-                 "mcp_servers", "context_management")
-
 
 def target_for(deps: list[Deployment]) -> Target:
     """What the deployments behind a model can take beyond the OpenAI fields (request.py)."""
@@ -54,7 +48,7 @@ def _may_reason(dep: Deployment) -> bool:
     return info is None or info.supports("reasoning") is not False
 
 
-def _internal(fn: Endpoint) -> Endpoint:
+def _internal(fn: Handler) -> Handler:
     """An unexpected exception becomes a GatewayError, so that `guarded` renders it in this
     surface's envelope too (its own fallback speaks the OpenAI one)."""
 
@@ -85,50 +79,29 @@ class AnthropicSurface:
 
     async def messages(self, request: web.Request, rid: str) -> web.StreamResponse:
         gw = self.gw
-        principal = gw.auth.authenticate(request.headers)
-        body = await gw.read_json(request)
-        model = request_model(body)
-        canonical = to_canonical(body, target_for(gw.router.resolve(model)))  # resolve: 404 for an unknown model
+        call = await gw.admit(request, rid, Endpoint.CHAT)
+        model = request_model(call.body)
+        # planned here: what the deployments can take decides the translation (404 for an unknown model)
+        canonical = to_canonical(call.body, target_for(gw.plan(_with_model(call, model))))
         # the canonical body is checked like a client's, so every translator can trust it
         validate.validate_chat(canonical)
-        egress = AnthropicEgress(model, canonical.get("stop"), rid)
-        return await gw.run(request, rid, principal, canonical, endpoint="chat", egress=egress)
+        call.body, call.egress = canonical, AnthropicEgress(model, canonical.get("stop"), rid)
+        return await gw.run(call)
 
     async def count_tokens(self, request: web.Request, rid: str) -> web.StreamResponse:
-        """Exact counts only: the request is forwarded to the first deployment that is an
-        Anthropic upstream (its own count_tokens endpoint). Other upstreams have no counting
-        API and the gateway does not estimate, so they get a clear 400."""
+        """Exact counts only, through the same call path: the adapters that can count (Anthropic
+        upstreams) do; every other deployment is a clear 400, as the gateway does not estimate."""
         gw = self.gw
-        gw.auth.authenticate(request.headers)
-        body = await gw.read_json(request)
-        model = request_model(body)
-        deps = gw.router.resolve(model)
+        call = await gw.admit(request, rid, Endpoint.COUNT_TOKENS)
+        model = request_model(call.body)
         # the same validation as /v1/messages (count_tokens has no max_tokens)
-        to_canonical({**body, "max_tokens": 1, "stream": False}, target_for(deps))
-        dep = next((d for d in deps if d.adapter.dialect == "anthropic"), None)
-        if dep is None:
-            raise InvalidRequest(f"count_tokens is available only for models served by an Anthropic upstream; "
-                                 f"{model!r} is not, and the gateway does not estimate token counts", param="model")
-        native: dict[str, Any] = {k: body[k] for k in _COUNT_FIELDS if k in body}
-        native["model"] = dep.model
-        base = dep.provider.base_url.rstrip("/")
-        # ANTHROPIC_BASE_URL is the host root, as in the Anthropic SDK (providers/anthropic does the same)
-        url = f"{base}/messages/count_tokens" if base.endswith("/v1") else f"{base}/v1/messages/count_tokens"
-        headers = {"anthropic-version": ANTHROPIC_VERSION, **dep.provider.headers}
-        req = UpstreamRequest("POST", url, headers, orjson.dumps(native))
-        limits = gw.cfg.server
-        async with gw.transport.open(req, dep.timeouts, dep.provider.id) as up:
-            if up.status >= 400:
-                raise gw.upstream_error(dep, up, await read_prefix(up, limits.max_upstream_error_bytes))
-            try:
-                data = await read_limited(up, limits.max_upstream_error_bytes)  # a count is a few bytes
-            except BodyTooLong:
-                data = b""
-        try:
-            n = orjson.loads(data)["input_tokens"]
-        except (ValueError, KeyError, TypeError):
-            n = None
-        if type(n) is not int:
-            raise UpstreamUnavailable(f"{dep.provider.id}: unreadable count_tokens answer", provider=dep.provider.id)
-        return web.Response(body=orjson.dumps({"input_tokens": n}), content_type="application/json",
-                            headers={"x-request-id": rid, "request-id": rid, "x-unigate-deployment": dep.public_id})
+        to_canonical({**call.body, "max_tokens": 1, "stream": False}, target_for(gw.plan(_with_model(call, model))))
+        call.egress = PLAIN_JSON
+        resp = await gw.run(call)
+        resp.headers["request-id"] = rid
+        return resp
+
+
+def _with_model(call: Call, model: str) -> Call:
+    call.body["model"] = model
+    return call

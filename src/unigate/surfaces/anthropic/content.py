@@ -9,9 +9,8 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
-
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

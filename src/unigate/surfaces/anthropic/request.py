@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.surfaces.anthropic.content import (
-    JSON,
     Target,
     blocks,
     invalid,

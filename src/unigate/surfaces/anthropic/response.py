@@ -20,9 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from unigate.canonical.types import JSON
 from unigate.errors import GatewayError
-
-JSON = dict[str, Any]
 
 #: finish_reason -> stop_reason (§8.1 reverse direction)
 STOP_REASONS = {

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from unigate.canonical.types import JSON
 from unigate.errors import GatewayError, UpstreamUnavailable
 from unigate.surfaces.anthropic.response import (
     error_object,
@@ -32,8 +33,6 @@ from unigate.surfaces.anthropic.response import (
     tool_use_id,
     usage,
 )
-
-JSON = dict[str, Any]
 
 
 def event(name: str, data: JSON) -> bytes:
