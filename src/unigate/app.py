@@ -88,8 +88,19 @@ def list_models(gw: Gateway) -> list[dict[str, Any]]:
     for name in gw.router.names():
         add(name, "unigate", None)
     native = [pid for pid, p in gw.router.providers.items() if p.preset.id == pid]
-    for info in catalog.models_for(native):
+    listed = catalog.models_for(native)
+    for info in listed:
         add(info.id, info.provider, info)
+    # bare vendor names (`claude-sonnet-4-5`) where they resolve to one model: clients that check
+    # their model against this list (Claude Code's model discovery) find theirs
+    for d in gw.router.direct_deployments():
+        bare = gw.router.bare_name_of(d.public_id)
+        if bare:
+            add(bare, d.provider.id, catalog.lookup(d.provider.preset.id, d.model))
+    for info in listed:
+        bare = gw.router.bare_name_of(info.id)
+        if bare:
+            add(bare, info.provider, info)
     return out
 
 

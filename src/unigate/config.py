@@ -126,6 +126,12 @@ class ServerConfig(_Strict, frozen=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class RoutingConfig(_Strict, frozen=True):
+    #: bare model names (no `provider/`): a glob on the name -> the provider ids to try, in order.
+    #: Checked before the built-in vendor prefixes (routing/bare.py), so it overrides them.
+    bare_names: dict[str, list[str]] = {}
+
+
 class Config(_Strict, frozen=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -133,6 +139,7 @@ class Config(_Strict, frozen=True):
     #: public name -> model ids or deployment names, tried in order.
     aliases: dict[str, list[str]] = {}
     local: LocalConfig = LocalConfig()
+    routing: RoutingConfig = RoutingConfig()
     timeouts: Timeouts = Timeouts()
     source: str = "<defaults>"
 
@@ -235,6 +242,19 @@ def _check(cfg: Config, where: str) -> None:
     for name, targets in cfg.aliases.items():
         if not targets:
             raise ConfigError(f"{where}: $.aliases.{name}: needs at least one target")
+    for pattern, pids in cfg.routing.bare_names.items():
+        at = f"$.routing.bare_names.{pattern}"
+        if not pids:
+            raise ConfigError(f"{where}: {at}: needs at least one provider id")
+        if "/" in pattern:
+            raise ConfigError(f"{where}: {at}: a bare name has no '/' (a `provider/model` id needs no mapping)")
+        for pid in pids:
+            # a provider listed but not configured here is allowed (the same file serves several
+            # environments); one that is neither configured nor a built-in is a typo
+            if pid not in cfg.providers and pid not in PRESETS:
+                close = difflib.get_close_matches(pid, [*cfg.providers, *PRESETS], n=1)
+                hint = f" (did you mean `{close[0]}`?)" if close else ""
+                raise ConfigError(f"{where}: {at}: unknown provider {pid!r}{hint}")
 
 
 def _check_options(pid: str, dialect: str, raw: Mapping[str, Any], where: str) -> None:

@@ -323,7 +323,9 @@ def _cost(dep: Deployment, rec: UsageRecord) -> float | None:
 
 
 def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:
-    h = {"x-request-id": rid, "x-unigate-deployment": dep.public_id}
+    # the model that served the call (a bare name or alias says which one it came to) and the
+    # deployment: a configured one's `<name>#<index>`, else the same `provider/model`
+    h = {"x-request-id": rid, "x-unigate-model": dep.public_id, "x-unigate-deployment": dep.id}
     if req.dropped:
         h["x-unigate-dropped-params"] = ",".join(req.dropped)
     return h

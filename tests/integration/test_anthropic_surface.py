@@ -84,7 +84,7 @@ async def test_create_against_openai_upstream(gw: RunningGateway, openai_fake: F
     )
     m = await raw.parse()
     assert m.id.startswith("msg_") and m.type == "message" and m.role == "assistant"
-    assert m.model == "openai/gpt-4o-mini"  # the model the client asked for
+    assert m.model == "gpt-4o-mini"  # the model that served, as the upstream names it
     assert [b.type for b in m.content] == ["text"] and m.content[0].text == "Hello from gpt-4o-mini!"  # type: ignore[union-attr]
     assert m.stop_reason == "end_turn" and m.stop_sequence is None
     assert (m.usage.input_tokens, m.usage.output_tokens) == (12, 5)
@@ -110,7 +110,7 @@ async def test_create_against_anthropic_upstream(gw: RunningGateway, ant_fake: C
                 {"type": "text", "text": "Be kind."}],
     )
     assert m.content[0].text == "Hello from claude-3-5-haiku-latest!"  # type: ignore[union-attr]
-    assert m.model == HAIKU and m.stop_reason == "end_turn"
+    assert m.model == "claude-3-5-haiku-latest" and m.stop_reason == "end_turn"
     assert (m.usage.input_tokens, m.usage.output_tokens) == (12, 5)
     body = ant_fake.last.json
     assert ant_fake.last.headers["x-api-key"] == ant_fake.api_key  # the upstream key, not the client's
@@ -136,7 +136,7 @@ async def test_alias_with_fallback_across_dialects(start_gateway: GatewayFactory
                                   "ANTHROPIC_API_KEY": ant_fake.api_key, "ANTHROPIC_BASE_URL": ant_fake.url})
     m = await client(gw).messages.create(model="claude-fast", max_tokens=20, messages=USER,
                                          system=[{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}])
-    assert m.model == "claude-fast" and m.content[0].text == "Hello from claude-3-5-haiku-latest!"  # type: ignore[union-attr]
+    assert m.model == "claude-3-5-haiku-latest" and m.content[0].text == "Hello from claude-3-5-haiku-latest!"  # type: ignore[union-attr]
     assert openai_fake.last.json["model"] == "error-503"  # tried first
     # a mixed group: Anthropic-only fields are not sent where an OpenAI upstream would refuse them
     assert openai_fake.last.json["messages"][0] == {"role": "system", "content": "Hi"}
@@ -155,7 +155,7 @@ async def test_stream_helper(gw: RunningGateway, openai_fake: FakeOpenAI, model:
         final = await s.get_final_message()
     assert text == answer
     assert final.content[0].text == answer  # type: ignore[union-attr]
-    assert final.model == model and final.stop_reason == "end_turn"
+    assert final.model == model.partition("/")[2] and final.stop_reason == "end_turn"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (12, 5)
     if model.startswith("openai/"):
         assert openai_fake.last.json["stream"] is True
@@ -169,7 +169,7 @@ async def test_raw_stream_event_sequence(gw: RunningGateway, ant_fake: CountingF
     assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
     assert kinds[1] == "content_block_start" and kinds[-3] == "content_block_stop"
     assert set(kinds[2:-3]) == {"content_block_delta"}
-    assert evs[0].message.content == [] and evs[0].message.model == HAIKU
+    assert evs[0].message.content == [] and evs[0].message.model == "claude-3-5-haiku-latest"
     assert text_of(evs) == "Hello from claude-3-5-haiku-latest!"
     md = evs[-2]
     assert md.delta.stop_reason == "end_turn"
@@ -412,7 +412,7 @@ async def test_local_model_through_the_anthropic_surface(start_gateway: GatewayF
     c = client(gw)
     q: Any = [{"role": "user", "content": "Name three colors."}]
     m = await c.messages.create(model="local/smollm2", max_tokens=8, messages=q, extra_body={"temperature": 0})
-    assert m.model == "local/smollm2" and m.content and m.content[0].type == "text"
+    assert m.model == "smollm2" and m.content and m.content[0].type == "text"
     assert m.stop_reason in ("end_turn", "max_tokens") and 1 <= m.usage.output_tokens <= 8 and m.usage.input_tokens > 5
     async with c.messages.stream(model="local/smollm2", max_tokens=8, messages=q, extra_body={"temperature": 0}) as s:
         text = "".join([t async for t in s.text_stream])

@@ -212,7 +212,7 @@ def test_message_with_reasoning_text_and_tools() -> None:
         {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": '{"city": "Paris"}'}}]},
         "tool_calls"), "openai/x")
     assert m == {
-        "id": "msg_chatcmpl-1", "type": "message", "role": "assistant", "model": "openai/x",
+        "id": "msg_chatcmpl-1", "type": "message", "role": "assistant", "model": "up",
         "content": [{"type": "thinking", "thinking": "hmm", "signature": ""}, {"type": "text", "text": "Checking."},
                     {"type": "tool_use", "id": "call_1", "name": "w", "input": {"city": "Paris"}}],
         "stop_reason": "tool_use", "stop_sequence": None,
@@ -329,7 +329,7 @@ def test_stream_thinking_text_and_parallel_tools() -> None:
                      "content_block_stop", "content_block_start", "content_block_delta",
                      "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
     start = evs[0][1]["message"]
-    assert start["id"] == "msg_chatcmpl-9" and start["model"] == "req/model" and start["content"] == []
+    assert start["id"] == "msg_chatcmpl-9" and start["model"] == "up" and start["content"] == []
     assert evs[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
     assert evs[5][1] == {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}
     assert evs[9][1]["content_block"] == {"type": "tool_use", "id": "c0", "name": "a", "input": {}}
@@ -367,9 +367,15 @@ def test_stream_error_event() -> None:
         ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}, "request_id": "req_1"})]
 
 
-def test_egress_json_uses_requested_model() -> None:
-    data = AnthropicEgress("alias-fast").encode_json(completion({"content": "hi"}))
-    assert orjson.loads(data)["model"] == "alias-fast"
+def test_egress_names_the_model_that_served() -> None:
+    """The upstream's name for the model that answered, as Anthropic's API does; the name asked
+    for only when the answer names none."""
+    egress = AnthropicEgress("alias-fast")
+    assert orjson.loads(egress.encode_json(completion({"content": "hi"})))["model"] == "up"
+    assert orjson.loads(egress.encode_json({**completion({"content": "hi"}), "model": None}))["model"] == "alias-fast"
+    enc = egress.stream_encoder({})
+    start = parse(enc.chunk({**ch({"content": "hi"}), "model": ""}) + enc.finish(None))[0][1]
+    assert start["message"]["model"] == "alias-fast"
 
 
 def test_tool_result_cache_control_kept_for_anthropic() -> None:

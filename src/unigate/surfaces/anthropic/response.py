@@ -139,6 +139,9 @@ def to_message(completion: JSON, model: str, stops: Sequence[str] | None = None)
     reason, seq = stop_reason(choice.get("finish_reason"), bool(calls), choice.get("stop_reason"), stops)
     if isinstance(refusal, str) and refusal and reason == "end_turn":
         reason = "refusal"
+    served = completion.get("model")
+    if isinstance(served, str) and served:
+        model = served  # what served it, as the upstream names it
     return {"id": message_id(completion.get("id")), "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": reason, "stop_sequence": seq, "usage": usage(completion.get("usage"))}
 

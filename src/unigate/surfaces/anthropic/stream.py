@@ -59,7 +59,7 @@ class AnthropicStreamEncoder:
     def chunk(self, chunk: JSON) -> bytes:
         out: list[bytes] = []
         if not self.started:
-            out.append(self._start(chunk.get("id")))
+            out.append(self._start(chunk.get("id"), chunk.get("model")))
         if isinstance(chunk.get("usage"), dict):
             self.usage_seen = chunk["usage"]
         choices = chunk.get("choices")
@@ -91,7 +91,7 @@ class AnthropicStreamEncoder:
     def finish(self, usage_: JSON | None) -> bytes:
         out: list[bytes] = []
         if not self.started:
-            out.append(self._start(None))
+            out.append(self._start(None, None))
         out.append(self._close())
         if self.finish_reason is None:
             # the upstream stream ended without saying it was done: a truncated answer must not
@@ -113,9 +113,11 @@ class AnthropicStreamEncoder:
 
     # ------------------------------------------------------------------ blocks
 
-    def _start(self, upstream_id: Any) -> bytes:
+    def _start(self, upstream_id: Any, served: Any) -> bytes:
         self.started = True
-        msg: JSON = {"id": message_id(upstream_id), "type": "message", "role": "assistant", "model": self.model,
+        # the model that served the stream, as the upstream names it; else the name asked for
+        model = served if isinstance(served, str) and served else self.model
+        msg: JSON = {"id": message_id(upstream_id), "type": "message", "role": "assistant", "model": model,
                      "content": [], "stop_reason": None, "stop_sequence": None,
                      # the numbers arrive with the last chunk; message_delta carries them all
                      "usage": {"input_tokens": 0, "output_tokens": 0}}
@@ -159,7 +161,8 @@ class AnthropicStreamEncoder:
 
 
 class AnthropicEgress:
-    """Per request: the answer carries the model name the client asked for."""
+    """Per request: the answer names the model that served it (the client's name when the
+    upstream's answer names none)."""
 
     relay_openai = False
 
