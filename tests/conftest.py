@@ -56,14 +56,19 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
     """start_gateway(config_dict, env={...}) -> a gateway serving on a free port."""
     runners: list[web.AppRunner] = []
 
-    async def start(config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> RunningGateway:
+    async def start(config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                    access_log: bool = False) -> RunningGateway:
         env = {"UNIGATE_LOCAL": "off", **(env or {})}
         cfg: Config = parse_config(config or {}, where="<test>", env=env)
         from unigate.config import _apply_env
 
         cfg = _apply_env(cfg, env)
         app = create_app(cfg, env)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        from unigate.telemetry import access
+
+        # as server.py sets it up, when asked (the line costs a little on every request)
+        runner = web.AppRunner(app, access_log=access.LOGGER if access_log else None,
+                               access_log_class=access.AccessLog, shutdown_timeout=1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -124,6 +124,8 @@ class ServerConfig(_Strict, frozen=True):
     #: on SIGTERM, in-flight requests and streams get this long to finish.
     shutdown_timeout: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: one line per request on the `unigate.access` logger, at info (telemetry/access.py)
+    access_log: bool = True
 
 
 class RoutingConfig(_Strict, frozen=True):

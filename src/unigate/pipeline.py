@@ -41,11 +41,18 @@ from unigate.errors import (
     upstream_error_for_status,
 )
 from unigate.governance.auth import ANONYMOUS, Authenticator, Principal
-from unigate.providers.base import NOT_LOOKED_UP, Deployment, UpstreamRequest
+from unigate.providers.base import NOT_LOOKED_UP, Deployment, NativeBody, UpstreamRequest, unread_fields
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
 from unigate.routing.router import Router
-from unigate.streams import CLIENT_GONE, embeddings_to_base64, relay_openai_stream, translate_stream
+from unigate.streams import (
+    CLIENT_GONE,
+    embeddings_to_base64,
+    relay_native_stream,
+    relay_openai_stream,
+    translate_stream,
+)
 from unigate.surfaces import validate
+from unigate.telemetry.access import REQUESTED_MODEL
 
 log = logging.getLogger("unigate.pipeline")
 
@@ -73,6 +80,13 @@ class Call:
     egress: Egress = OPENAI
     #: plan: the deployments to try, first choice first (a surface may plan early, see anthropic)
     attempts: list[Deployment] | None = None
+    #: the client's body in its own dialect, for upstreams of that dialect (sent as it came)
+    native: NativeBody | None = None
+    #: what the surface's translation to `body` left out (named on translated attempts only)
+    dropped: tuple[str, ...] = ()
+
+    def is_native(self, dep: Deployment) -> bool:
+        return self.native is not None and self.native.dialect == dep.adapter.dialect
 
     @property
     def stream(self) -> bool:
@@ -124,7 +138,9 @@ class Gateway:
 
     def plan(self, call: Call) -> list[Deployment]:
         if call.attempts is None:
-            call.attempts = self.router.resolve(call.body["model"])
+            model = call.body["model"]
+            call.request[REQUESTED_MODEL] = model  # for the access log line
+            call.attempts = self.router.resolve(model)
         return call.attempts
 
     async def run(self, call: Call) -> web.StreamResponse:
@@ -176,7 +192,18 @@ class Gateway:
         a, body, endpoint = dep.adapter, call.body, call.endpoint
         try:
             if endpoint is Endpoint.CHAT:
-                return a.chat_request(body, dep, stream=call.stream)
+                if call.native is not None and call.is_native(dep):
+                    return a.native_request(call.native, dep, stream=call.stream)
+                req = a.chat_request(body, dep, stream=call.stream)
+                if call.dropped:
+                    req.dropped = (*call.dropped, *(d for d in req.dropped if d not in call.dropped))
+                if a.reads is not None:
+                    # a translator names what it read but could not send; what it does not read
+                    # at all is named here, for every dialect at once
+                    unread = [k for k in unread_fields(body, a.reads) if k not in req.dropped]
+                    if unread:
+                        req.dropped = (*req.dropped, *unread)
+                return req
             if endpoint is Endpoint.EMBEDDINGS:
                 return a.embeddings_request(body, dep)
             if endpoint is Endpoint.COUNT_TOKENS:
@@ -223,15 +250,21 @@ class Gateway:
                                           f"{limits.max_upstream_body_bytes} bytes", provider=pid) from None
         rec.status = 200
         egress = call.egress
+        usage: JSON | None
         try:
-            obj = self._parse(call, dep, data)
-            # an OpenAI-format answer goes out byte for byte: it is parsed only for its usage
-            out = data if dep.adapter.passthrough and egress.relay_openai else egress.encode_json(obj)
+            if call.is_native(dep):
+                # the client's own dialect: the answer goes out as it came, read for its usage
+                out, usage = data, dep.adapter.native_usage(data)
+            else:
+                obj = self._parse(call, dep, data)
+                # an OpenAI-format answer goes out byte for byte: it is parsed only for its usage
+                out = data if dep.adapter.passthrough and egress.relay_openai else egress.encode_json(obj)
+                usage = obj.get("usage")
         except MALFORMED as e:
             rec.status = 502
             raise UpstreamUnavailable(f"{pid}: unreadable upstream response ({e})", provider=pid) from None
         headers = _headers(call.rid, dep, req)
-        rec.set_usage(obj.get("usage"))
+        rec.set_usage(usage)
         if rec.usage_known:
             self.settle(dep, rec)
             headers["x-unigate-cost"] = "null" if rec.cost_usd is None else f"{rec.cost_usd:.10f}".rstrip("0").rstrip(".")
@@ -258,7 +291,10 @@ class Gateway:
             await resp.prepare(request)
             rec.status = 200
             try:
-                if dep.adapter.passthrough and egress.relay_openai:
+                if call.is_native(dep):
+                    await self.drain.stream(request.task, relay_native_stream(
+                        up, resp, dep.adapter.native_stream(dep), rec, t0, limits.max_stream_event_bytes))
+                elif dep.adapter.passthrough and egress.relay_openai:
                     if not await self.drain.stream(request.task, relay_openai_stream(
                             up, resp, validate.wants_usage(body), rec, t0, limits.max_stream_event_bytes)):
                         await resp.write(encoder.finish(None))

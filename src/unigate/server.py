@@ -21,6 +21,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from unigate.config import Config
+from unigate.telemetry import access
 
 log = logging.getLogger("unigate")
 
@@ -87,7 +88,9 @@ async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_
     timeout = max(0.0, cfg.server.shutdown_timeout)
     # the runner's own wait outlasts the deadline, so it never cuts what Drain is ending;
     # _shutdown() bounds the whole thing itself
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=timeout + DRAIN_GRACE)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=timeout + DRAIN_GRACE,
+                           access_log=access.LOGGER if cfg.server.access_log else None,
+                           access_log_class=access.AccessLog)
     await runner.setup()
     stop = asyncio.Event()
     why: list[str] = []

@@ -15,6 +15,7 @@ from unigate.accounting.ledger import UsageRecord
 from unigate.canonical.upstream import error_message
 from unigate.egress import StreamEncoder
 from unigate.errors import UpstreamUnavailable
+from unigate.providers.base import NativeWatch
 
 USAGE_MARK = b'"usage":{'
 #: the key of an in-stream error object; inside a JSON string its quotes would be escaped
@@ -96,6 +97,45 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
         await client.write(complete)
     client.raise_if_gone()
     return complete.endswith(b"[DONE]\n\n")
+
+
+async def relay_native_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, watch: NativeWatch,
+                              rec: UsageRecord, t0: float, max_event: int) -> None:
+    """Relay a stream in the client's own dialect as it arrives, whole events at a time; `watch`
+    reads the usage, an in-stream error (raised after the events before it went out) and the end
+    (a stream cut before its last event raises: the client gets one error event)."""
+    client = _Client(resp, rec, up)
+    tail = b""
+    first = True
+    async for data in up.content.iter_any():
+        if first:
+            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+            first = False
+        buf = tail + data if tail else data
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n")
+        cut = buf.rfind(b"\n\n") + 2
+        if cut < 2:
+            tail = buf
+            if len(tail) > max_event:
+                raise event_too_large(max_event)
+            continue
+        complete, tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
+        if len(tail) > max_event:
+            raise event_too_large(max_event)
+        out, err = watch.see(complete)
+        if watch.usage is not None:
+            rec.set_usage(watch.usage)
+        await client.write(out)
+        if err is not None:
+            raise err
+    if tail.strip():
+        out, err = watch.see(tail + b"\n\n")
+        await client.write(out)
+        if err is not None:
+            raise err
+    watch.close()
+    client.raise_if_gone()
 
 
 def raise_stream_error(block: bytes) -> None:

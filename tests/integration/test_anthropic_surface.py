@@ -115,10 +115,10 @@ async def test_create_against_anthropic_upstream(gw: RunningGateway, ant_fake: C
     body = ant_fake.last.json
     assert ant_fake.last.headers["x-api-key"] == ant_fake.api_key  # the upstream key, not the client's
     assert body["model"] == "claude-3-5-haiku-latest" and body["max_tokens"] == 300
-    # system blocks and their cache_control survive the trip through the canonical form
+    # Anthropic to Anthropic: the client's body itself, the model aside
     assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
                               {"type": "text", "text": "Be kind."}]
-    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Say hello"}]}]
+    assert body["messages"] == USER
     assert body["temperature"] == 0.5 and body["top_k"] == 40 and "stream" not in body
 
 
@@ -138,9 +138,10 @@ async def test_alias_with_fallback_across_dialects(start_gateway: GatewayFactory
                                          system=[{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}])
     assert m.model == "claude-3-5-haiku-latest" and m.content[0].text == "Hello from claude-3-5-haiku-latest!"  # type: ignore[union-attr]
     assert openai_fake.last.json["model"] == "error-503"  # tried first
-    # a mixed group: Anthropic-only fields are not sent where an OpenAI upstream would refuse them
+    # a mixed group: Anthropic-only fields are not sent where an OpenAI upstream would refuse them;
+    # the Anthropic one still gets the client's body as it came
     assert openai_fake.last.json["messages"][0] == {"role": "system", "content": "Hi"}
-    assert ant_fake.last.json["system"] == "Hi"
+    assert ant_fake.last.json["system"] == [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]
 
 
 # ---------------------------------------------------------------------------------- streams
@@ -173,7 +174,8 @@ async def test_raw_stream_event_sequence(gw: RunningGateway, ant_fake: CountingF
     assert text_of(evs) == "Hello from claude-3-5-haiku-latest!"
     md = evs[-2]
     assert md.delta.stop_reason == "end_turn"
-    assert (md.usage.input_tokens, md.usage.output_tokens) == (12, 5)
+    # relayed as the upstream sent them: the input count comes in message_start
+    assert evs[0].message.usage.input_tokens == 12 and md.usage.output_tokens == 5
     assert ant_fake.last.json["stream"] is True
 
 
@@ -245,9 +247,9 @@ async def test_tool_use_round_trip_anthropic_upstream(gw: RunningGateway, ant_fa
     assert msgs[1] == {"role": "assistant", "content": [
         {"type": "text", "text": "Let me check."},
         {"type": "tool_use", "id": "toolu_01Fake", "name": "get_weather", "input": {"city": "Paris"}}]}
-    # the cache breakpoint Claude Code puts on the last tool_result survives (on its text)
-    cached = [{"type": "text", "text": "18C", "cache_control": {"type": "ephemeral"}}]
-    assert msgs[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01Fake", "content": cached},
+    # the tool_result as Claude Code sent it: is_error and the cache breakpoint where they were
+    assert msgs[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01Fake", "content": "18C",
+                                                    "is_error": False, "cache_control": {"type": "ephemeral"}},
                                                    {"type": "text", "text": "And tomorrow?"}]}
 
 
@@ -270,10 +272,11 @@ async def test_images_reach_both_upstreams(gw: RunningGateway, openai_fake: Fake
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("upstream_reason,expected", [("end_turn", "end_turn"), ("max_tokens", "max_tokens"),
-                                                      ("refusal", "refusal"), ("tool_use", "end_turn"),
-                                                      ("model_context_window_exceeded", "max_tokens")])
+                                                      ("refusal", "refusal"), ("tool_use", "tool_use"),
+                                                      ("model_context_window_exceeded", "model_context_window_exceeded")])
 async def test_stop_reasons(gw: RunningGateway, upstream_reason: str, expected: str, stream: bool) -> None:
-    # "tool_use" without a tool call is the response_format tool to the canonical form: end_turn
+    # Anthropic to Anthropic: the upstream's stop_reason as it is (the canonical form would have
+    # read a tool_use with no tool call as the response_format tool's end_turn)
     c = client(gw)
     kw: Any = {"model": f"anthropic/stop-{upstream_reason}", "max_tokens": 20, "messages": USER}
     if stream:

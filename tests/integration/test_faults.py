@@ -414,17 +414,19 @@ async def test_stream_gone_bad_ends_with_one_error_event(gw: str, fake: FaultyUp
             f"the gateway kept reading the {HUGE_LINE_BYTES >> 20} MiB line (the fake's write {outcome})")
     assert_clean(reply)
     if case.fault in RELAYED_UNPARSED and byte_relay(case):
-        # the OpenAI surface relays an OpenAI upstream's events without parsing them (the
-        # gateway's fast path, docs/decisions.md): a well-framed event of the wrong content
-        # reaches the client as the upstream wrote it, and the stream still ends as it did
+        # a surface relays an upstream of its own dialect without parsing every event (the
+        # gateway's fast path and the Anthropic pass-through, docs/decisions.md): a well-framed
+        # event of the wrong content reaches the client as the upstream wrote it, and the
+        # stream still ends as it did
         assert reply.problem is None and reply.status == 200, reply.describe()
-        assert reply.body.endswith(b"data: [DONE]\n\n"), reply.describe()
+        end = b"data: [DONE]\n\n" if case.dialect == "openai" else b'{"type":"message_stop"}\n\n'
+        assert reply.body.endswith(end), reply.describe()
         return
     assert_one_error_at_end(reply, case.endpoint.surface)
 
 
 def byte_relay(case: Case) -> bool:
-    return case.dialect == "openai" and case.endpoint.surface == "openai"
+    return case.dialect == case.endpoint.surface and case.dialect in ("openai", "anthropic")
 
 
 #: well-framed events whose JSON is wrong: relayed untouched by the byte relay (see above)

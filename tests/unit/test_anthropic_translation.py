@@ -20,8 +20,8 @@ from unigate.errors import (
     UpstreamUnavailable,
 )
 from unigate.providers.anthropic import AnthropicAdapter, AnthropicStreamDecoder
-from unigate.providers.anthropic.request import build, tool_id
-from unigate.providers.base import Deployment, Provider
+from unigate.providers.anthropic.request import READS, build, tool_id
+from unigate.providers.base import Deployment, Provider, unread_fields
 from unigate.providers.presets import PRESETS
 
 TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -84,8 +84,10 @@ def test_sampling_and_stop() -> None:
     out = req(temperature=1, top_p=0.5, top_k=5, stop="END", safety_identifier="s", user="u")
     assert (out["temperature"], out["top_p"], out["top_k"]) == (1, 0.5, 5)
     assert out["stop_sequences"] == ["END"] and out["metadata"] == {"user_id": "s"}
-    _, dropped = build({"messages": USER, "seed": 1, "presence_penalty": 0.1, "frequency_penalty": 0.2}, "m", stream=False)
-    assert dropped == ("presence_penalty", "frequency_penalty", "seed")
+    body = {"messages": USER, "seed": 1, "presence_penalty": 0.1, "frequency_penalty": 0.2}
+    _, dropped = build(body, "m", stream=False)
+    # no counterpart: not read, so the pipeline names them (unread_fields) in x-unigate-dropped-params
+    assert dropped == () and unread_fields(body, READS) == ["seed", "presence_penalty", "frequency_penalty"]
 
 
 @pytest.mark.parametrize("body,param", [

@@ -24,11 +24,11 @@ from unigate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from unigate.providers.base import Deployment, Provider
+from unigate.providers.base import Deployment, Provider, unread_fields
 from unigate.providers.bedrock import BedrockAdapter, sign
 from unigate.providers.bedrock.content import tool_use_id
 from unigate.providers.bedrock.errors import http_error
-from unigate.providers.bedrock.request import build_converse
+from unigate.providers.bedrock.request import READS, build_converse
 from unigate.providers.bedrock.response import parse_converse
 from unigate.providers.bedrock.stream import ConverseStreamDecoder
 from unigate.providers.options import BedrockOptions
@@ -193,10 +193,12 @@ def test_images_and_documents() -> None:
 
 
 def test_inference_config_n_and_dropped() -> None:
-    out, dropped = conv({"messages": [USER], "max_tokens": 10, "max_completion_tokens": 20, "stop": ["a", "b"],
-                         "presence_penalty": 0.5, "logprobs": False, "user": "u", "parallel_tool_calls": False})
+    body = {"messages": [USER], "max_tokens": 10, "max_completion_tokens": 20, "stop": ["a", "b"],
+            "presence_penalty": 0.5, "logprobs": False, "user": "u", "parallel_tool_calls": False}
+    out, dropped = conv(body)
     assert out["inferenceConfig"] == {"maxTokens": 20, "stopSequences": ["a", "b"]}
-    assert dropped == ("presence_penalty", "user", "parallel_tool_calls")
+    # read but not expressible; not read at all (logprobs: false is the default, nothing lost)
+    assert dropped == ("parallel_tool_calls",) and unread_fields(body, READS) == ["presence_penalty", "user"]
     with pytest.raises(UnsupportedFeature) as ei:
         conv({"messages": [USER], "n": 3})
     assert ei.value.param == "n"

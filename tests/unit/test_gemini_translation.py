@@ -18,11 +18,11 @@ from unigate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from unigate.providers.base import Deployment, Provider
+from unigate.providers.base import Deployment, Provider, unread_fields
 from unigate.providers.gemini import GeminiAdapter
 from unigate.providers.gemini.embeddings import build_body as embed_body
 from unigate.providers.gemini.errors import error_from_object, error_from_response
-from unigate.providers.gemini.request import SKIP_SIGNATURE, build_body
+from unigate.providers.gemini.request import READS, SKIP_SIGNATURE, build_body
 from unigate.providers.gemini.response import finish_reason, to_completion, usage_from
 from unigate.providers.gemini.schema import json_schema, openapi_schema
 from unigate.providers.gemini.stream import GeminiStreamDecoder
@@ -194,16 +194,16 @@ def test_tools_and_tool_choice_variants() -> None:
 
 
 def test_generation_config_and_dropped() -> None:
-    out, dropped = build_body({"model": "x", "messages": USER, "logprobs": True, "top_logprobs": 3, "n": 1,
-                               "stop": "END", "parallel_tool_calls": False, "store": True,
-                               "google": {"safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
-                                          "cached_content": "cachedContents/1", "thinking_config": {"include_thoughts": True}}},
-                              "gemini-2.5-flash")
+    body = {"model": "x", "messages": USER, "logprobs": True, "top_logprobs": 3, "n": 1,
+            "stop": "END", "parallel_tool_calls": False, "store": True,
+            "google": {"safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+                       "cached_content": "cachedContents/1", "thinking_config": {"include_thoughts": True}}}
+    out, dropped = build_body(body, "gemini-2.5-flash")
     assert out["generationConfig"] == {"stopSequences": ["END"], "responseLogprobs": True, "logprobs": 3,
                                        "thinkingConfig": {"includeThoughts": True}}
     assert out["safetySettings"] == [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
     assert out["cachedContent"] == "cachedContents/1"
-    assert dropped == ("store", "parallel_tool_calls")
+    assert dropped == ("parallel_tool_calls",) and unread_fields(body, READS) == ["store"]
     with pytest.raises(UnsupportedFeature):
         body_of({"messages": USER, "modalities": ["text", "audio"]})
 

@@ -17,7 +17,7 @@ from yarl import URL
 
 from unigate.canonical.types import JSON
 from unigate.config import Timeouts
-from unigate.errors import UnsupportedFeature, UpstreamError
+from unigate.errors import GatewayError, UnsupportedFeature, UpstreamError
 from unigate.providers.options import NoOptions, ProviderOptions
 from unigate.providers.presets import Preset
 
@@ -92,10 +92,36 @@ class StreamDecoder(Protocol):
         ...
 
 
+#: the canonical chat fields every translating dialect handles: the request's frame, the output
+#: limit, tools and formats (each builder maps them, or refuses a value it cannot express)
+FRAME_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+                          "n", "tools", "tool_choice", "response_format", "stop", "reasoning_effort", "modalities"})
+
+
+def unread_fields(body: JSON, reads: frozenset[str]) -> list[str]:
+    """The fields of `body` a translator does not read, other than those at OpenAI's default
+    (null, false; `parallel_tool_calls: true`): what the translation drops without a word."""
+    return [k for k, v in body.items() if k not in reads and v is not None and v is not (k == "parallel_tool_calls")]
+
+
+@dataclass(frozen=True, slots=True)
+class NativeBody:
+    """A client's request in a dialect's own wire format (the Anthropic surface's Messages body):
+    an upstream of that dialect gets it as it came, so nothing a translation could not carry is
+    lost; `headers` are the client's headers of that dialect to forward (anthropic-beta)."""
+
+    dialect: str
+    body: JSON
+    headers: Mapping[str, str]
+
+
 class Adapter(Protocol):
     dialect: ClassVar[str]
     #: true when the native format is the canonical one and bodies can be relayed untouched.
     passthrough: ClassVar[bool]
+    #: the canonical chat fields the translator reads (None: relayed, every field goes upstream);
+    #: the pipeline names every other field of a request in x-unigate-dropped-params
+    reads: ClassVar[frozenset[str] | None]
     #: the media type of this dialect's streamed answers; any other 200 to a stream request is an error
     stream_content_type: ClassVar[str]
 
@@ -115,7 +141,24 @@ class Adapter(Protocol):
 
     def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest: ...
 
+    def native_request(self, native: NativeBody, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
+
+    def native_usage(self, data: bytes) -> JSON: ...
+
+    def native_stream(self, dep: Deployment) -> NativeWatch: ...
+
     def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON: ...
+
+
+class NativeWatch(Protocol):
+    """What the gateway reads from a native stream it relays unchanged (the usage, an in-stream
+    error, the end): see providers/anthropic/native.py."""
+
+    usage: JSON | None
+
+    def see(self, block: bytes) -> tuple[bytes, GatewayError | None]: ...
+
+    def close(self) -> None: ...
 
 
 class AdapterBase:
@@ -123,6 +166,7 @@ class AdapterBase:
 
     dialect: ClassVar[str] = "base"
     passthrough: ClassVar[bool] = False
+    reads: ClassVar[frozenset[str] | None] = None
     stream_content_type: ClassVar[str] = "text/event-stream"
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
@@ -138,6 +182,17 @@ class AdapterBase:
 
     def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:
         raise UnsupportedFeature(f"{dep.public_id} does not count tokens", param="model")
+
+    # the native pass-through: only a dialect with a surface of its own has one (the pipeline
+    # asks only when the call's native body is in this adapter's dialect)
+    def native_request(self, native: NativeBody, dep: Deployment, *, stream: bool) -> UpstreamRequest:
+        raise UnsupportedFeature(f"{dep.public_id} takes no {native.dialect} request as it is", param="model")
+
+    def native_usage(self, data: bytes) -> JSON:
+        raise NotImplementedError
+
+    def native_stream(self, dep: Deployment) -> NativeWatch:
+        raise NotImplementedError
 
     def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
         raise UnsupportedFeature(

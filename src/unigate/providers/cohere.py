@@ -36,20 +36,30 @@ from unigate.errors import (
     UpstreamUnavailable,
     upstream_error_for_status,
 )
-from unigate.providers.base import AdapterBase, ChunkMaker, Deployment, UpstreamRequest, usage_dict
+from unigate.providers.base import (
+    FRAME_FIELDS,
+    AdapterBase,
+    ChunkMaker,
+    Deployment,
+    UpstreamRequest,
+    usage_dict,
+)
 from unigate.providers.sse import SSEDecoder, SSEEvent
 
 FINISH: dict[str, str] = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
 
 #: OpenAI request fields Cohere v2 has no equivalent for: dropped and reported (not an error).
 #: `logprobs` exists in v2 but answers in a different shape, so it is not forwarded either.
-_DROPPABLE = ("logit_bias", "logprobs", "top_logprobs", "user", "parallel_tool_calls", "service_tier", "store",
-              "metadata", "prediction", "safety_identifier", "prompt_cache_key", "verbosity")
+#: every canonical field the chat builder reads; the pipeline reports the others (logit_bias,
+#: logprobs, user, parallel_tool_calls: false, ...) as dropped
+READS = FRAME_FIELDS | {"temperature", "top_p", "top_k", "seed", "frequency_penalty", "presence_penalty",
+                        "functions", "function_call"}
 
 
 class CohereAdapter(AdapterBase):
     dialect: ClassVar[str] = "cohere"
     passthrough: ClassVar[bool] = False
+    reads: ClassVar[frozenset[str] | None] = READS
 
     # ------------------------------------------------------------------ request
 
@@ -87,9 +97,7 @@ class CohereAdapter(AdapterBase):
             out["thinking"] = {"type": "disabled" if effort == "none" else "enabled"}
         if stream:
             out["stream"] = True
-        dropped = tuple(k for k in _DROPPABLE if body.get(k) not in (None, False)
-                        and not (k == "parallel_tool_calls" and body[k] is True))
-        return UpstreamRequest("POST", _chat_url(dep), dep.provider.headers, orjson.dumps(out), dropped)
+        return UpstreamRequest("POST", _chat_url(dep), dep.provider.headers, orjson.dumps(out))
 
     # ------------------------------------------------------------------ response
 

@@ -144,10 +144,15 @@ class OpenAISurface:
 
 
 def fallback_handler(known_paths: set[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    served = ", ".join(sorted(p for p in known_paths if p.startswith("/v1/") and "{" not in p))
+
     async def not_found(request: web.Request, rid: str) -> web.StreamResponse:
-        if request.path in known_paths:
-            raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}.")
-        raise NotFound(f"Unknown path {request.path}. The OpenAI-compatible API is under /v1.")
+        path = request.path
+        if path in known_paths:
+            raise MethodNotAllowed(f"{request.method} is not allowed on {path[:200]}.")
+        # say what is true: a path under /v1 may be a real API endpoint this gateway lacks
+        where = "" if path.startswith("/v1/") else " The API is under /v1."
+        raise NotFound(f"Unknown path {path[:200]}: this gateway does not serve it.{where} It serves {served}.")
 
     return guarded(not_found)
 

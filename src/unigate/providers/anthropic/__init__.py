@@ -11,10 +11,11 @@ import orjson
 
 from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError
-from unigate.providers.anthropic.request import ANTHROPIC_VERSION, build
+from unigate.providers.anthropic.native import NativeStreamWatch, merge_headers, message_usage
+from unigate.providers.anthropic.request import ANTHROPIC_VERSION, READS, build
 from unigate.providers.anthropic.response import error_fields, to_completion, upstream_error
 from unigate.providers.anthropic.stream import AnthropicStreamDecoder
-from unigate.providers.base import AdapterBase, Deployment, Provider, UpstreamRequest
+from unigate.providers.base import AdapterBase, Deployment, NativeBody, Provider, UpstreamRequest
 
 __all__ = ["AnthropicAdapter", "AnthropicStreamDecoder"]
 
@@ -25,6 +26,7 @@ COUNT_FIELDS = ("messages", "system", "tools", "tool_choice", "thinking", "cache
 
 class AnthropicAdapter(AdapterBase):
     dialect: ClassVar[str] = "anthropic"
+    reads: ClassVar[frozenset[str] | None] = READS
 
     def __init__(self) -> None:
         # per provider: (the provider itself, merged headers, messages URL). Keyed by id() since
@@ -51,6 +53,20 @@ class AnthropicAdapter(AdapterBase):
 
     def chat_response(self, data: bytes, dep: Deployment) -> JSON:
         return to_completion(data, dep.model)
+
+    def native_request(self, native: NativeBody, dep: Deployment, *, stream: bool) -> UpstreamRequest:
+        """The client's Messages body as it came, for this deployment's model (native.py)."""
+        headers, url = self._target(dep.provider)
+        if native.headers:
+            headers = merge_headers(headers, native.headers)
+        body = native.body if native.body.get("model") == dep.model else {**native.body, "model": dep.model}
+        return UpstreamRequest("POST", url, headers, orjson.dumps(body))
+
+    def native_usage(self, data: bytes) -> JSON:
+        return message_usage(data)
+
+    def native_stream(self, dep: Deployment) -> NativeStreamWatch:
+        return NativeStreamWatch(dep.provider.id)
 
     def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
         """`body` is the client's Messages body: the fields count_tokens takes go upstream as they are."""

@@ -17,6 +17,7 @@ from unigate.canonical.turns import append_turn
 from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.anthropic.content import message_blocks, text_blocks, user_blocks
+from unigate.providers.base import FRAME_FIELDS
 
 #: the API version the adapter speaks (Anthropic versioning docs; the value the SDK sent for years)
 ANTHROPIC_VERSION = "2023-06-01"
@@ -24,9 +25,11 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 # response_format is answered through the forced tool canonical.tools.JSON_TOOL, and
 # reasoning_effort maps through canonical.effort's Claude table (the same on Bedrock).
-#: sampling knobs Anthropic has no equivalent for: dropped and reported, not an error.
-DROPPED = ("presence_penalty", "frequency_penalty", "seed", "logit_bias", "service_tier", "store",
-           "metadata", "prediction", "prompt_cache_key", "verbosity")
+#: every canonical field `build` reads; the pipeline reports the others (presence_penalty, seed,
+#: logit_bias, metadata, ...: no Anthropic counterpart) as dropped
+READS = FRAME_FIELDS | {"temperature", "top_p", "top_k", "user", "safety_identifier", "parallel_tool_calls",
+                        "thinking", "functions", "function_call", "audio", "logprobs", "top_logprobs",
+                        "web_search_options"}
 
 #: A tool-call id Anthropic accepts (`^[a-zA-Z0-9_-]+$`, §2.2): valid ids pass unchanged,
 #: others are rewritten stably (the tool_use and its tool_result get the same id).
@@ -44,7 +47,7 @@ def build(body: JSON, model: str, *, stream: bool) -> tuple[JSON, tuple[str, ...
     if system:
         # a plain string unless a block carries cache_control, which only the block form can hold
         out["system"] = "\n\n".join(b["text"] for b in system) if not any("cache_control" in b for b in system) else system
-    dropped = [k for k in DROPPED if body.get(k) is not None]
+    dropped: list[str] = []  # what is read but cannot go with this request (see _sampling)
     thinking_on = _budget(body, out)
     _sampling(body, out, dropped, thinking_on)
     stop = body.get("stop")

@@ -36,7 +36,7 @@ from unigate.errors import UpstreamError
 from unigate.providers.base import AdapterBase, Deployment, UpstreamRequest
 from unigate.providers.bedrock import sign
 from unigate.providers.bedrock.errors import http_error
-from unigate.providers.bedrock.request import build_converse
+from unigate.providers.bedrock.request import READS, build_converse
 from unigate.providers.bedrock.response import parse_converse
 from unigate.providers.bedrock.stream import ConverseStreamDecoder
 from unigate.providers.options import BedrockOptions, options_as
@@ -47,6 +47,7 @@ __all__ = ["BedrockAdapter"]
 class BedrockAdapter(AdapterBase):
     dialect: ClassVar[str] = "bedrock"
     passthrough: ClassVar[bool] = False
+    reads: ClassVar[frozenset[str] | None] = READS
     stream_content_type: ClassVar[str] = "application/vnd.amazon.eventstream"
 
     def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:

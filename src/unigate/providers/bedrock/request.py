@@ -18,14 +18,15 @@ from unigate.canonical.tools import JSON_TOOL, refuse_reserved_tool
 from unigate.canonical.turns import append_turn
 from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
+from unigate.providers.base import FRAME_FIELDS
 from unigate.providers.bedrock.content import tool_use_id, user_blocks
 
 #: OpenAI fields Converse has no place for: dropped and reported in x-unigate-dropped-params.
 #: (seed and the penalties exist for some models only through additionalModelRequestFields,
 #: under names that differ per model family, so they are not guessed.)
-_DROPPABLE = ("presence_penalty", "frequency_penalty", "seed", "logit_bias", "logprobs", "top_logprobs", "user",
-              "metadata", "store", "service_tier", "prediction", "safety_identifier", "prompt_cache_key",
-              "verbosity", "web_search_options")
+#: every canonical field `build_converse` reads; the pipeline reports the others (penalties, seed,
+#: logprobs, user, metadata, ...: Converse has no field for them) as dropped
+READS = FRAME_FIELDS | {"temperature", "top_p", "parallel_tool_calls"}
 
 
 def build_converse(body: JSON, pid: str, model: str, structured_mode: str) -> tuple[JSON, tuple[str, ...]]:
@@ -35,7 +36,7 @@ def build_converse(body: JSON, pid: str, model: str, structured_mode: str) -> tu
         raise UnsupportedFeature(f"{pid}: the Converse API returns one choice per call; 'n' must be 1", param="n")
     if "audio" in (body.get("modalities") or ()):
         raise UnsupportedFeature(f"{pid}: Bedrock Converse cannot answer with audio", param="modalities")
-    dropped = [k for k in _DROPPABLE if body.get(k) not in (None, False)]
+    dropped: list[str] = []  # what is read but cannot go with this request
     if body.get("parallel_tool_calls") is False:  # Converse has no switch for it
         dropped.append("parallel_tool_calls")
     refuse_reserved_tool(body)

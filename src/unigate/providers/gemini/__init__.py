@@ -36,6 +36,7 @@ __all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
 
 class GeminiAdapter(AdapterBase):
     dialect: ClassVar[str] = "gemini"
+    reads: ClassVar[frozenset[str] | None] = request.READS
 
     def chat_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest:
         native, dropped = request.build_body(body, dep.model, schema_mode=_options(dep).schema_mode)

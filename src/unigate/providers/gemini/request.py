@@ -20,6 +20,7 @@ from unigate.canonical.tools import refuse_reserved_tool
 from unigate.canonical.turns import append_turn
 from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
+from unigate.providers.base import FRAME_FIELDS
 from unigate.providers.gemini.schema import has_properties, json_schema, openapi_schema
 from unigate.providers.media import split_data_url
 
@@ -37,13 +38,15 @@ _EXT_MIME = {
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "aac": "audio/aac",
                "ogg": "audio/ogg", "opus": "audio/ogg", "pcm16": "audio/pcm", "aiff": "audio/aiff"}
 #: OpenAI fields with no Gemini counterpart: dropped and reported in UpstreamRequest.dropped.
-_NO_COUNTERPART = ("logit_bias", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention",
-                   "service_tier", "store", "metadata", "prediction", "verbosity")
+#: every canonical field `build_body` reads; the pipeline reports the others (logit_bias, user,
+#: metadata, store, ...: no Gemini counterpart) as dropped
+READS = FRAME_FIELDS | {"temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty", "google",
+                        "parallel_tool_calls", "audio", "logprobs", "top_logprobs", "web_search_options"}
 
 
 def build_body(body: JSON, model: str, *, schema_mode: str = "openapi") -> tuple[JSON, tuple[str, ...]]:
     """The native body, and the names of request fields that were dropped."""
-    dropped: list[str] = [k for k in _NO_COUNTERPART if body.get(k) is not None]
+    dropped: list[str] = []  # what is read but cannot go (parallel_tool_calls: false)
     refuse_reserved_tool(body)
     system, contents = _messages(body.get("messages") or [], sign=_uses_levels(model))
     out: JSON = {"contents": contents}

@@ -20,9 +20,10 @@ from unigate.egress import PLAIN_JSON
 from unigate.endpoints import Endpoint
 from unigate.errors import GatewayError
 from unigate.pipeline import Call, Gateway
-from unigate.providers.base import Deployment
+from unigate.providers.anthropic.native import native_headers
+from unigate.providers.base import Deployment, NativeBody
 from unigate.surfaces import validate
-from unigate.surfaces.anthropic.request import Target, request_model, to_canonical
+from unigate.surfaces.anthropic.request import Target, dropped_in_translation, request_model, to_canonical
 from unigate.surfaces.anthropic.response import render_error
 from unigate.surfaces.anthropic.stream import AnthropicEgress
 from unigate.surfaces.openai import Handler, expect_handler, guarded
@@ -82,9 +83,14 @@ class AnthropicSurface:
         call = await gw.admit(request, rid, Endpoint.CHAT)
         model = request_model(call.body)
         # planned here: what the deployments can take decides the translation (404 for an unknown model)
-        canonical = to_canonical(call.body, target_for(gw.plan(_with_model(call, model))))
+        target = target_for(gw.plan(_with_model(call, model)))
+        canonical = to_canonical(call.body, target)
         # the canonical body is checked like a client's, so every translator can trust it
         validate.validate_chat(canonical)
+        # an Anthropic upstream gets the client's body itself; the others get the translation,
+        # and the header names what it left out
+        call.native = NativeBody("anthropic", call.body, native_headers(request.headers))
+        call.dropped = tuple(dropped_in_translation(call.body, target))
         call.body, call.egress = canonical, AnthropicEgress(model, canonical.get("stop"), rid)
         return await gw.run(call)
 

@@ -35,7 +35,14 @@ from unigate.surfaces.anthropic.content import (
     user_part,
 )
 
-__all__ = ["Target", "effort_for_budget", "request_model", "to_canonical"]
+__all__ = ["Target", "dropped_in_translation", "effort_for_budget", "request_model", "to_canonical"]
+
+#: Messages fields with no place in the canonical body: they change how Anthropic serves the call
+#: (tier, tools it runs, context editing, where it runs), which a translated call cannot carry
+_NO_COUNTERPART = ("service_tier", "container", "mcp_servers", "context_management", "inference_geo", "speed",
+                   "cache_control")
+#: output_config.effort values that have a reasoning_effort of the same name
+_EFFORTS = ("low", "medium", "high")
 
 
 def effort_for_budget(budget: int) -> str:
@@ -92,7 +99,7 @@ def to_canonical(body: JSON, target: Target = _PLAIN) -> JSON:
     _sampling(body, out, target)
     _tools(body, out, target)
     _thinking(body, out, target)
-    _output_config(body, out)
+    _output_config(body, out, target)
     md = body.get("metadata")
     if md is not None:
         if not isinstance(md, dict):
@@ -109,10 +116,54 @@ def to_canonical(body: JSON, target: Target = _PLAIN) -> JSON:
         out["stream"] = True
         # the stream encoder reports usage in message_delta, so the pipeline must learn it
         out["stream_options"] = {"include_usage": True}
-    # Fields with no counterpart and no effect on the answer's content (service_tier,
-    # container, mcp_servers, context_management, inference_geo, speed, top-level
-    # cache_control) are ignored, like unknown fields.
+    # Fields with no counterpart (_NO_COUNTERPART) are left out: dropped_in_translation names them.
     return out
+
+
+def dropped_in_translation(body: JSON, target: Target) -> list[str]:
+    """What `to_canonical(body, target)` leaves out, for x-unigate-dropped-params. Anthropic
+    upstreams get the client's body itself (the pipeline's native pass-through), so this is what
+    a call translated to another dialect loses; that dialect's own losses come on top."""
+    out = [k for k in _NO_COUNTERPART if body.get(k) is not None]
+    if body.get("top_k") is not None and not target.top_k:
+        out.append("top_k")
+    if target.native:
+        return out
+    th = body.get("thinking")
+    if isinstance(th, dict) and (th.get("type") == "adaptive" or (th.get("type") == "enabled" and not target.reasoning)):
+        out.append("thinking")
+    oc = body.get("output_config")
+    # effort becomes reasoning_effort (see _output_config) unless thinking already set that
+    thinking_mapped = isinstance(th, dict) and th.get("type") == "enabled" and target.reasoning
+    if isinstance(oc, dict) and oc.get("effort") is not None and (
+            oc["effort"] not in _EFFORTS or not target.reasoning or thinking_mapped):
+        out.append("output_config.effort")
+    md = body.get("metadata")
+    if isinstance(md, dict) and any(k != "user_id" for k in md):
+        out.append("metadata")
+    cache, thinking = _marks(body)
+    if cache and "cache_control" not in out:
+        out.append("cache_control")  # prompt-caching breakpoints: only Anthropic reads them
+    if thinking:
+        out.append("thinking blocks")  # signed reasoning in the history has no canonical form
+    return out
+
+
+def _marks(body: JSON) -> tuple[bool, bool]:
+    """Whether any block carries cache_control, and whether the history holds thinking blocks."""
+    cache = thinking = False
+    system = body.get("system")
+    for b in (system if isinstance(system, list) else ()):
+        cache = cache or (isinstance(b, dict) and b.get("cache_control") is not None)
+    for t in body.get("tools") or ():
+        cache = cache or (isinstance(t, dict) and t.get("cache_control") is not None)
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        for b in (content if isinstance(content, list) else ()):
+            if isinstance(b, dict):
+                cache = cache or b.get("cache_control") is not None
+                thinking = thinking or b.get("type") in ("thinking", "redacted_thinking")
+    return cache, thinking
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -162,15 +213,18 @@ def _thinking(body: JSON, out: JSON, target: Target) -> None:
     # adaptive / disabled elsewhere: the model's default
 
 
-def _output_config(body: JSON, out: JSON) -> None:
+def _output_config(body: JSON, out: JSON, target: Target) -> None:
     oc = body.get("output_config")
     if oc is None:
         return
     if not isinstance(oc, dict):
         raise invalid("output_config", "a valid dictionary", oc)
+    effort = oc.get("effort")
+    if effort in _EFFORTS and "reasoning_effort" not in out and target.reasoning:
+        out["reasoning_effort"] = effort  # the same knob by another name (thinking, when set, wins)
     fmt = oc.get("format")
     if fmt is None:
-        return  # `effort` alone: the model's default effort is used
+        return
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
         raise InvalidRequest("output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}",
                              param="output_config.format", code="invalid_value")
