@@ -50,6 +50,8 @@ def register_secrets(cfg: Config, providers: Iterable[Provider]) -> None:
     from yarl import URL
 
     redact.register_secret(cfg.server.master_key)
+    for d in cfg.deployments:
+        redact.register_secret(d.api_key)  # a deployment's own key (a pool of keys)
     for p in providers:
         redact.register_secret(p.api_key)
         for name, value in p.headers.items():

@@ -61,6 +61,12 @@ class DeploymentConfig(_Strict, frozen=True):
     base_url: str | None = None
     timeouts: Timeouts | None = None
     weight: float = 1.0
+    #: tiers: the lowest priority is tried first, weights apply within a tier
+    priority: int = 0
+    #: the deployment's capacity (requests / tokens per minute), for the `usage` strategy
+    rpm: int | None = None
+    tpm: int | None = None
+    tags: list[str] = []
     #: USD per million tokens; overrides the catalog, e.g. for a self-hosted or private model.
     input_price: float | None = None
     output_price: float | None = None
@@ -128,10 +134,39 @@ class ServerConfig(_Strict, frozen=True):
     access_log: bool = True
 
 
+STRATEGIES = ("weighted", "round-robin", "least-busy", "lowest-latency", "lowest-cost", "usage")
+
+
+class GroupConfig(_Strict, frozen=True):
+    """How the deployments sharing a public name are used (routing/router.py)."""
+
+    strategy: str = "weighted"
+    #: names (groups, aliases, model ids) tried in order once every deployment of the group failed
+    fallbacks: list[str] = []
+    #: retries of the last deployment left (with backoff, honouring Retry-After), within the
+    #: retry budget; none unless asked for, so an error reaches the caller at once
+    retries: int = 0
+
+
+class BreakerSettings(_Strict, frozen=True):
+    """A deployment's circuit breaker (routing/health.py): opens at `threshold` errors among at
+    least `min_requests` in `window` seconds, or for a 429's Retry-After; reopens after `cooldown`."""
+
+    window: float = 30.0
+    threshold: float = 0.5
+    min_requests: int = 10
+    cooldown: float = 10.0
+    max_cooldown: float = 300.0
+
+
 class RoutingConfig(_Strict, frozen=True):
     #: bare model names (no `provider/`): a glob on the name -> the provider ids to try, in order.
     #: Checked before the built-in vendor prefixes (routing/bare.py), so it overrides them.
     bare_names: dict[str, list[str]] = {}
+    groups: dict[str, GroupConfig] = {}
+    #: retries may be at most this share of recent requests (an outage is not multiplied)
+    retry_budget: float = 0.2
+    breaker: BreakerSettings = BreakerSettings()
 
 
 class Config(_Strict, frozen=True):
@@ -244,6 +279,23 @@ def _check(cfg: Config, where: str) -> None:
     for name, targets in cfg.aliases.items():
         if not targets:
             raise ConfigError(f"{where}: $.aliases.{name}: needs at least one target")
+    names = {d.name for d in cfg.deployments} | set(cfg.aliases)
+    for name, g in cfg.routing.groups.items():
+        at = f"$.routing.groups.{name}"
+        if name not in names:
+            raise ConfigError(f"{where}: {at}: no deployment or alias is named {name!r}")
+        if g.strategy not in STRATEGIES:
+            raise ConfigError(f"{where}: {at}.strategy: unknown strategy {g.strategy!r}; one of {', '.join(STRATEGIES)}")
+        if g.retries < 0 or g.retries > 10:
+            raise ConfigError(f"{where}: {at}.retries: must be 0..10")
+        if name in g.fallbacks:
+            raise ConfigError(f"{where}: {at}.fallbacks: a group cannot fall back to itself")
+    if not 0 <= cfg.routing.retry_budget <= 1:
+        raise ConfigError(f"{where}: $.routing.retry_budget: a share in 0..1")
+    b = cfg.routing.breaker
+    if not 0 < b.threshold <= 1 or b.min_requests < 1 or b.cooldown <= 0 or b.max_cooldown < b.cooldown or b.window <= 0:
+        raise ConfigError(f"{where}: $.routing.breaker: needs 0 < threshold <= 1, min_requests >= 1, "
+                          "0 < cooldown <= max_cooldown and window > 0")
     for pattern, pids in cfg.routing.bare_names.items():
         at = f"$.routing.bare_names.{pattern}"
         if not pids:

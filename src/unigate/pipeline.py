@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -26,7 +28,7 @@ from unigate.accounting import pricing
 from unigate.accounting.ledger import Ledger, UsageRecord
 from unigate.canonical.types import JSON
 from unigate.canonical.upstream import error_message
-from unigate.config import Config
+from unigate.config import Config, Timeouts
 from unigate.drain import Drain
 from unigate.egress import OPENAI, Egress, StreamEncoder
 from unigate.endpoints import Endpoint
@@ -34,6 +36,7 @@ from unigate.errors import (
     BodyTooLarge,
     GatewayError,
     InvalidRequest,
+    ModelNotFound,
     UnsupportedFeature,
     UpstreamError,
     UpstreamTimeout,
@@ -43,7 +46,13 @@ from unigate.errors import (
 from unigate.governance.auth import ANONYMOUS, Authenticator, Principal
 from unigate.providers.base import NOT_LOOKED_UP, Deployment, NativeBody, UpstreamRequest, unread_fields
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
+from unigate.routing import controls
+from unigate.routing.controls import Controls
+from unigate.routing.latency import LiveFigures
+from unigate.routing.outcome import FailureKind, classify
+from unigate.routing.retry import RetryPolicy, Step, next_step
 from unigate.routing.router import Router
+from unigate.routing.strategies import RequestFacts
 from unigate.streams import (
     CLIENT_GONE,
     embeddings_to_base64,
@@ -84,6 +93,12 @@ class Call:
     native: NativeBody | None = None
     #: what the surface's translation to `body` left out (named on translated attempts only)
     dropped: tuple[str, ...] = ()
+    #: the request's routing controls (timeout, fallbacks, ...), taken out of the body by plan
+    controls: Controls = controls.NONE
+    #: the request body's size in bytes (a token estimate for the context-window check)
+    size: int = 0
+    #: attempts made so far
+    tries: int = 0
 
     def is_native(self, dep: Deployment) -> bool:
         return self.native is not None and self.native.dialect == dep.adapter.dialect
@@ -134,52 +149,114 @@ class Gateway:
     async def admit(self, request: web.Request, rid: str, endpoint: Endpoint) -> Call:
         """Authenticate, then read the body (a refused key costs no body read)."""
         principal = await self.auth.authenticate(request.headers)
-        return Call(request, rid, endpoint, await self.read_json(request), principal)
+        body, size = await self.read_json(request)
+        return Call(request, rid, endpoint, body, principal, size=size)
 
     def plan(self, call: Call) -> list[Deployment]:
+        """The deployments to try, first choice first: the route of the model (strategy, then
+        breakers), then what the request's own controls add or filter (routing/controls.py)."""
         if call.attempts is None:
-            model = call.body["model"]
+            body = call.body
+            model = body["model"]
             call.request[REQUESTED_MODEL] = model  # for the access log line
-            call.attempts = self.router.resolve(model)
+            c = call.controls = controls.take(body)
+            router = self.router
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            facts = RequestFacts(body.get("stream") is True, call.size // 4, limit if type(limit) is int else 0)
+            if c is controls.NONE:
+                call.attempts = router.resolve(model, facts)
+            else:
+                call.attempts = _controlled(router, model, c, facts)
         return call.attempts
 
     async def run(self, call: Call) -> web.StreamResponse:
-        """Plan, then attempt each deployment until one answers; every attempt is settled."""
+        """Plan, then the one retry/fallback loop: each deployment in turn (a failing last one
+        retried with backoff, within the retry budget), every attempt recorded by the breakers
+        and the live figures, and settled. After a stream's first byte nothing is retried."""
         deployments = self.plan(call)
+        router, c = self.router, call.controls
+        breakers, live = router.breakers, router.live
+        router.retry_budget.record_request()
         stream, endpoint, task = call.stream, call.endpoint, call.request.task
+        deadline = time.monotonic() + c.timeout if c.timeout is not None else None
+        retries = c.num_retries if c.num_retries is not None else router.retries_for(call.body["model"])
         last: GatewayError | None = None
-        for dep in deployments:
+        i = retry = 0
+        while i < len(deployments):
+            dep = deployments[i]
             info = dep.catalog_info
             if info is NOT_LOOKED_UP:
                 info = dep.catalog_info = catalog.lookup(dep.provider.preset.id, dep.model)
             try:
                 # a deployment the catalog says cannot serve this request is skipped, not called
                 catalog.check_capabilities(call.body, info, endpoint)
+                if info is not None and info.context_window and call.size // 4 > info.context_window:
+                    raise _too_long(call, dep, info.context_window)
             except GatewayError as e:
                 last = last or e
+                breakers.release(dep.id)
+                i += 1
                 continue
+            timeouts, cut = dep.timeouts, False
+            if deadline is not None:
+                timeouts, cut = _within(timeouts, deadline - time.monotonic())
+            call.tries += 1
             rec = UsageRecord(request_id=call.rid, endpoint=endpoint, model=call.body["model"],
                               key_id=call.principal.key_id, deployment=dep.id, provider=dep.provider.id, stream=stream)
+            fig = live.figures(dep.id)
+            live.start(fig)
             t0 = time.perf_counter()
             try:
                 if stream:
-                    return await self.drain.call(task, self._attempt_stream(call, dep, rec))
-                return await self.drain.call(task, self._attempt_json(call, dep, rec))
+                    resp = await self.drain.call(task, self._attempt_stream(call, dep, rec, timeouts))
+                else:
+                    resp = await self.drain.call(task, self._attempt_json(call, dep, rec, timeouts))
             except GatewayError as e:
                 rec.status, rec.error_code = e.http_status, e.code
                 last = e
-                # a deployment whose adapter cannot express the request (count_tokens on a
-                # non-Anthropic upstream) is skipped like one the catalog rules out
-                if not e.fallbackable and not isinstance(e, UnsupportedFeature):
+                step = self._after_failure(call.rid, e, dep, cut, retry, i + 1 < len(deployments), retries, deadline)
+                if step is None:
                     raise
-                log.warning("request %s: %s failed (%s), %s", call.rid, dep.id, e.message,
-                            "trying the next deployment" if dep is not deployments[-1] else "no deployment left")
+                if step > 0:  # the same deployment again, after the backoff
+                    retry += 1
+                    await asyncio.sleep(step)
+                else:
+                    i += 1
+                continue
             finally:
+                live.finish(fig)
                 rec.latency_ms = (time.perf_counter() - t0) * 1000
                 self.settle(dep, rec)
                 self.ledger.add(rec)
+            _record_success(router, dep, fig, rec)
+            for rest in deployments[i + 1:]:
+                breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
+            return resp
         assert last is not None
         raise last
+
+    def _after_failure(self, rid: str, e: GatewayError, dep: Deployment, cut: bool, retry: int, has_next: bool,
+                       retries: int, deadline: float | None) -> float | None:
+        """After a failed attempt: None to give up (raise it), 0 for the next deployment, or the
+        seconds to wait before retrying the same one."""
+        router = self.router
+        kind = classify(e, caller_timeout=cut)
+        if kind is not None:
+            router.breakers.record_failure(dep.id, kind, e.retry_after)
+        elif isinstance(e, UnsupportedFeature) or e.fallbackable or _context_overflow(e):
+            # an adapter that cannot express the request (count_tokens off Anthropic), or a prompt
+            # the provider found too long for this model: another deployment may serve it
+            return 0.0 if has_next else None
+        else:
+            return None
+        remaining = None if deadline is None else deadline - time.monotonic()
+        d = next_step(kind, retry + 1, has_next=has_next, policy=_policy(retries), budget=router.retry_budget,
+                      rng=router.rng, retry_after=e.retry_after, remaining=remaining)
+        if d.step is Step.GIVE_UP:
+            return None
+        log.warning("request %s: %s failed (%s), %s", rid, dep.id, e.message,
+                    "retrying it" if d.step is Step.RETRY else "trying the next deployment")
+        return max(d.wait, 1e-6) if d.step is Step.RETRY else 0.0
 
     @staticmethod
     def settle(dep: Deployment, rec: UsageRecord) -> None:
@@ -234,10 +311,10 @@ class Gateway:
             return obj
         return a.chat_response(data, dep)
 
-    async def _attempt_json(self, call: Call, dep: Deployment, rec: UsageRecord) -> web.Response:
+    async def _attempt_json(self, call: Call, dep: Deployment, rec: UsageRecord, timeouts: Timeouts) -> web.Response:
         req = self._build(call, dep)
         pid, limits = dep.provider.id, self.cfg.server
-        async with self.transport.open(req, dep.timeouts, pid) as up:
+        async with self.transport.open(req, timeouts, pid) as up:
             try:
                 status = up.status
                 if status >= 400:
@@ -263,20 +340,21 @@ class Gateway:
         except MALFORMED as e:
             rec.status = 502
             raise UpstreamUnavailable(f"{pid}: unreadable upstream response ({e})", provider=pid) from None
-        headers = _headers(call.rid, dep, req)
+        headers = _headers(call, dep, req)
         rec.set_usage(usage)
         if rec.usage_known:
             self.settle(dep, rec)
             headers["x-unigate-cost"] = "null" if rec.cost_usd is None else f"{rec.cost_usd:.10f}".rstrip("0").rstrip(".")
         return web.Response(body=out, content_type=JSON_CT, headers=headers)
 
-    async def _attempt_stream(self, call: Call, dep: Deployment, rec: UsageRecord) -> web.StreamResponse:
+    async def _attempt_stream(self, call: Call, dep: Deployment, rec: UsageRecord,
+                              timeouts: Timeouts) -> web.StreamResponse:
         req = self._build(call, dep)
         request, rid, body, egress = call.request, call.rid, call.body, call.egress
         encoder = egress.stream_encoder(body)
         pid, limits = dep.provider.id, self.cfg.server
         t0 = time.perf_counter()
-        async with self.transport.open(req, dep.timeouts, pid) as up:
+        async with self.transport.open(req, timeouts, pid) as up:
             if up.status >= 400:
                 raise self.upstream_error(dep, up, await read_prefix(up, limits.max_upstream_error_bytes))
             if up.content_type != dep.adapter.stream_content_type:
@@ -285,22 +363,34 @@ class Gateway:
                 said, _ = error_message(await read_prefix(up, limits.max_upstream_error_bytes))
                 raise UpstreamUnavailable(f"{pid}: the upstream answered a stream request with {up.content_type!r}"
                                           f", not an event stream{f': {said}' if said else ''}", provider=pid)
+            # the client's response begins only with the upstream's first bytes: a stream that
+            # breaks off or ends before them can still go to another deployment
+            try:
+                first = await up.content.readany()
+            except TimeoutError:
+                raise UpstreamTimeout(f"{pid}: the upstream sent no event in time", provider=pid) from None
+            except aiohttp.ClientError as e:
+                raise UpstreamUnavailable(f"{pid}: the upstream stream broke off before its first event "
+                                          f"({type(e).__name__})", provider=pid) from None
+            if not first:
+                raise UpstreamUnavailable(f"{pid}: the upstream's stream ended before its first event", provider=pid)
+            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
             # From here on the client has a 200 and an event stream: no more fallback, and
             # every failure becomes one error event in the stream, then a clean end.
-            resp = web.StreamResponse(headers={**SSE_HEADERS, **_headers(rid, dep, req)})
+            resp = web.StreamResponse(headers={**SSE_HEADERS, **_headers(call, dep, req)})
             await resp.prepare(request)
             rec.status = 200
             try:
                 if call.is_native(dep):
                     await self.drain.stream(request.task, relay_native_stream(
-                        up, resp, dep.adapter.native_stream(dep), rec, t0, limits.max_stream_event_bytes))
+                        up, first, resp, dep.adapter.native_stream(dep), rec, limits.max_stream_event_bytes))
                 elif dep.adapter.passthrough and egress.relay_openai:
                     if not await self.drain.stream(request.task, relay_openai_stream(
-                            up, resp, validate.wants_usage(body), rec, t0, limits.max_stream_event_bytes)):
+                            up, first, resp, validate.wants_usage(body), rec, limits.max_stream_event_bytes)):
                         await resp.write(encoder.finish(None))
                 else:
                     await self.drain.stream(request.task, translate_stream(
-                        up, resp, dep.adapter.chat_stream(body, dep), encoder, rec, t0,
+                        up, first, resp, dep.adapter.chat_stream(body, dep), encoder, rec,
                         limits.max_stream_event_bytes, dep.adapter.stream_content_type == SSE_CT))
             except _CLIENT_GONE:
                 rec.client_disconnected = True
@@ -322,7 +412,7 @@ class Gateway:
             return upstream_error_for_status(up.status, f"{dep.provider.id}: upstream answered HTTP {up.status}",
                                              provider=dep.provider.id)
 
-    async def read_json(self, request: web.Request) -> JSON:
+    async def read_json(self, request: web.Request) -> tuple[JSON, int]:
         limit = self.cfg.server.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise BodyTooLarge(f"The request body is {request.content_length} bytes; the limit is {limit}.")
@@ -337,7 +427,7 @@ class Gateway:
         except web.RequestPayloadError as e:
             # a body that does not decode as its Content-Encoding says (gzip that is not gzip)
             raise InvalidRequest(f"The request body could not be read: {_first_words(str(e))}.") from None
-        return validate.parse_json_object(raw, self.cfg.server.max_json_depth)
+        return validate.parse_json_object(raw, self.cfg.server.max_json_depth), len(raw)
 
 
 #: the request Content-Encodings aiohttp decodes here (br and zstd need packages it reports missing)
@@ -358,13 +448,114 @@ def _cost(dep: Deployment, rec: UsageRecord) -> float | None:
     return pricing.cost_of(dep.provider.preset.id, dep.model, rec.counts, override)
 
 
-def _headers(rid: str, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:
-    # the model that served the call (a bare name or alias says which one it came to) and the
-    # deployment: a configured one's `<name>#<index>`, else the same `provider/model`
-    h = {"x-request-id": rid, "x-unigate-model": dep.public_id, "x-unigate-deployment": dep.id}
+def _headers(call: Call, dep: Deployment, req: UpstreamRequest) -> dict[str, str]:
+    # the model that served the call (a bare name or alias says which one it came to), the
+    # deployment (a configured one's `<name>#<index>`, else the same `provider/model`), and
+    # how many attempts it took
+    h = {"x-request-id": call.rid, "x-unigate-model": dep.public_id, "x-unigate-deployment": dep.id,
+         "x-unigate-attempts": _ATTEMPTS[call.tries] if call.tries < 10 else str(call.tries)}
     if req.dropped:
         h["x-unigate-dropped-params"] = ",".join(req.dropped)
     return h
+
+
+_ATTEMPTS = tuple(str(n) for n in range(10))
+_POLICIES: dict[int, RetryPolicy] = {}
+
+
+def _policy(retries: int) -> RetryPolicy:
+    p = _POLICIES.get(retries)
+    if p is None:
+        p = _POLICIES[retries] = RetryPolicy(max_retries=retries)
+    return p
+
+
+def _within(t: Timeouts, remaining: float) -> tuple[Timeouts, bool]:
+    """The deployment's timeouts cut to the caller's remaining time, and whether they were cut
+    (a timeout then is the caller's, and does not count against the deployment's health)."""
+    if remaining <= 0:
+        raise UpstreamTimeout("The request's timeout passed before a deployment answered.")
+    if remaining >= t.total:
+        return t, False
+    return msgspec.structs.replace(t, total=remaining, first_byte=min(t.first_byte, remaining),
+                                   connect=min(t.connect, remaining)), True
+
+
+def _too_long(call: Call, dep: Deployment, window: int) -> InvalidRequest:
+    return InvalidRequest(f"The request (about {call.size // 4} tokens) is longer than the context window of "
+                          f"{dep.public_id} ({window} tokens).", param="messages", code="context_length_exceeded")
+
+
+_OVERFLOW = re.compile(r"context.{0,20}(length|window|limit)|maximum context|prompt is too long|input is too long|"
+                       r"too many (input )?tokens", re.IGNORECASE)
+
+
+def _context_overflow(e: GatewayError) -> bool:
+    """A provider's 400 for a prompt too long for its model: a model with a larger window may serve it."""
+    return isinstance(e, UpstreamError) and e.http_status == 400 and (
+        e.code == "context_length_exceeded" or bool(_OVERFLOW.search(e.message)))
+
+
+def _record_success(router: Router, dep: Deployment, fig: LiveFigures, rec: UsageRecord) -> None:
+    """What a served call tells the breakers and the latency figures. A stream that failed
+    after its first byte counts as a failure of the deployment (a client that left does not)."""
+    if rec.stream:
+        if rec.error_code is not None and not rec.client_disconnected:
+            router.breakers.record_failure(dep.id, FailureKind.CONNECTION)
+            return
+        router.breakers.record_success(dep.id)
+        if rec.ttfb_ms is not None:
+            router.live.observe_ttft(fig, rec.ttfb_ms / 1000)
+    else:
+        router.breakers.record_success(dep.id)
+        router.live.observe_completion(fig, rec.latency_ms / 1000, rec.completion_tokens)
+    if rec.usage_known:
+        router.live.record_tokens(fig, rec.prompt_tokens + rec.completion_tokens)
+
+
+def _controlled(router: Router, model: str, c: Controls, facts: RequestFacts) -> list[Deployment]:
+    """The plan under a request's controls: the model, its `models` and `fallbacks` in turn,
+    then the `provider` preferences (OpenRouter's) applied to the whole list."""
+    out: list[Deployment] = []
+    for n, name in enumerate((model, *c.models, *c.fallbacks)):
+        try:
+            deps = router.resolve(name, facts)
+        except ModelNotFound:
+            if n == 0 and not c.models:
+                raise
+            continue  # a fallback this gateway does not serve is passed over
+        out.extend(d for d in deps if not any(x is d for x in out))
+    if c.only:
+        out = [d for d in out if d.provider.id in c.only]
+    if c.ignore:
+        out = [d for d in out if d.provider.id not in c.ignore]
+    if c.sort == "price":
+        out.sort(key=_price_of)
+    elif c.sort is not None:  # latency, throughput: the live figures, unmeasured last
+        out.sort(key=lambda d: _latency_of(router, d, facts.stream))
+    if c.order:
+        rank = {p: i for i, p in enumerate(c.order)}
+        out.sort(key=lambda d: rank.get(d.provider.id, len(rank)))
+    if not out:
+        raise ModelNotFound(f"No deployment of {model!r} is left after the request's provider preferences "
+                            "(provider.only / provider.ignore).", param="provider")
+    return out if c.allow_fallbacks else out[:1]
+
+
+def _price_of(d: Deployment) -> float:
+    if d.input_price is not None or d.output_price is not None:
+        return (d.input_price or 0.0) + (d.output_price or 0.0)
+    info = catalog.lookup(d.provider.preset.id, d.model)
+    if info is None or info.input_price is None or info.output_price is None:
+        return float("inf")  # an unknown price is never taken for free
+    return info.input_price + info.output_price
+
+
+def _latency_of(router: Router, d: Deployment, stream: bool) -> float:
+    import math
+
+    ewma = router.live.figures(d.id).latency(stream)
+    return ewma.value if ewma.value and not math.isnan(ewma.value) else float("inf")
 
 
 def _stream_failure(e: Exception, pid: str, rid: str) -> GatewayError:

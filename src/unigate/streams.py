@@ -3,7 +3,6 @@ upstreams, and chunk-by-chunk translation for everything else."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,22 +53,21 @@ def event_too_large(limit: int) -> UpstreamUnavailable:
     return UpstreamUnavailable(f"an upstream stream event is larger than the gateway's limit of {limit} bytes")
 
 
-async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, want_usage: bool,
-                              rec: UsageRecord, t0: float, max_event: int) -> bool:
+async def relay_openai_stream(up: aiohttp.ClientResponse, first: bytes, resp: web.StreamResponse, want_usage: bool,
+                              rec: UsageRecord, max_event: int) -> bool:
     """Relay an OpenAI-format stream as it arrives, whole events at a time. Only an event
     carrying a usage object is parsed: its numbers are recorded, and the usage-only chunk the
     gateway asked for on the client's behalf is dropped unless the client asked for it too.
     Other events are relayed unparsed (that is what makes the relay cheap): the upstream's
     framing is kept, its JSON is not checked. An unfinished event over `max_event` bytes
-    raises. Returns whether the upstream ended with `data: [DONE]`."""
+    raises. Returns whether the upstream ended with `data: [DONE]`. `first` is the upstream's
+    first piece, read before the client's response began (see Gateway._attempt_stream)."""
     client = _Client(resp, rec, up)
+    read = up.content.readany
     tail = b""
     complete = b""
-    first = True
-    async for data in up.content.iter_any():
-        if first:
-            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
-            first = False
+    data = first
+    while data:
         buf = tail + data if tail else data
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n")
@@ -78,6 +76,7 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
             tail = buf
             if len(tail) > max_event:
                 raise event_too_large(max_event)
+            data = await read()
             continue
         if cut == len(buf):  # the read ended on an event boundary: no copies
             complete, tail = buf, b""
@@ -92,6 +91,7 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
         if i >= 0:
             complete = handle_usage(complete, i, want_usage, rec)
         await client.write(complete)
+        data = await read()
     if tail.strip():
         complete = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
         await client.write(complete)
@@ -99,18 +99,16 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
     return complete.endswith(b"[DONE]\n\n")
 
 
-async def relay_native_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, watch: NativeWatch,
-                              rec: UsageRecord, t0: float, max_event: int) -> None:
+async def relay_native_stream(up: aiohttp.ClientResponse, first: bytes, resp: web.StreamResponse,
+                              watch: NativeWatch, rec: UsageRecord, max_event: int) -> None:
     """Relay a stream in the client's own dialect as it arrives, whole events at a time; `watch`
     reads the usage, an in-stream error (raised after the events before it went out) and the end
     (a stream cut before its last event raises: the client gets one error event)."""
     client = _Client(resp, rec, up)
+    read = up.content.readany
     tail = b""
-    first = True
-    async for data in up.content.iter_any():
-        if first:
-            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
-            first = False
+    data = first
+    while data:
         buf = tail + data if tail else data
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n")
@@ -119,6 +117,7 @@ async def relay_native_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
             tail = buf
             if len(tail) > max_event:
                 raise event_too_large(max_event)
+            data = await read()
             continue
         complete, tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
         if len(tail) > max_event:
@@ -129,6 +128,7 @@ async def relay_native_stream(up: aiohttp.ClientResponse, resp: web.StreamRespon
         await client.write(out)
         if err is not None:
             raise err
+        data = await read()
     if tail.strip():
         out, err = watch.see(tail + b"\n\n")
         await client.write(out)
@@ -177,19 +177,17 @@ def handle_usage(block: bytes, i: int, want_usage: bool, rec: UsageRecord) -> by
     return block[:start] + block[end:]
 
 
-async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse, decoder: Any,
-                           encoder: StreamEncoder, rec: UsageRecord, t0: float, max_event: int, sse: bool) -> None:
+async def translate_stream(up: aiohttp.ClientResponse, first: bytes, resp: web.StreamResponse, decoder: Any,
+                           encoder: StreamEncoder, rec: UsageRecord, max_event: int, sse: bool) -> None:
     """Native stream -> canonical chunks -> the client's format, one write per upstream read.
     `max_event`: the most bytes one event may take, or a decoder would buffer an endless line
     whole. An SSE stream is measured here between event boundaries; a framed one (Bedrock's)
     by the decoder's own count of bytes not yet part of a whole frame."""
     client = _Client(resp, rec, up)
-    first = True
+    read = up.content.readany
     pending = 0  # bytes since the last event boundary
-    async for data in up.content.iter_any():
-        if first:
-            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
-            first = False
+    data = first
+    while data:
         if sse:
             end = _event_end(data)
             pending = pending + len(data) if end < 0 else len(data) - end
@@ -199,6 +197,7 @@ async def translate_stream(up: aiohttp.ClientResponse, resp: web.StreamResponse,
         if not sse and decoder.unparsed > max_event:
             raise event_too_large(max_event)
         await client.write(out)
+        data = await read()
     out = b"".join(encoder.chunk(c) for c in decoder.close())
     rec.set_usage(decoder.usage)
     await client.write(out + encoder.finish(decoder.usage))

@@ -3,6 +3,7 @@ adapter classes. Dialect modules are imported only when a provider needs them.""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from collections.abc import Mapping
@@ -70,6 +71,17 @@ def _normalise_base_url(preset: Preset, url: str) -> str:
     elif preset.id == "ollama" and "://" not in url:
         url = f"http://{url}/v1"
     return url
+
+
+def with_credentials(p: Provider, api_key: str | None, base_url: str | None) -> Provider:
+    """`p` with a deployment's own key and/or base URL (several keys of one provider form a pool)."""
+    headers = CIMultiDict(p.headers)
+    if api_key:
+        for name in auth_headers(p.preset, p.api_key):
+            headers.popall(name, None)
+        headers.update(auth_headers(p.preset, api_key))
+    return dataclasses.replace(p, api_key=api_key or p.api_key, headers=headers,
+                               base_url=_normalise_base_url(p.preset, base_url) if base_url else p.base_url)
 
 
 def build_providers(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, Provider]:

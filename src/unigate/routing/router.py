@@ -1,30 +1,74 @@
 """Model name -> the ordered deployments to try.
 
 A name is, in order of precedence: an alias from the config (a list of targets), the public
-name of one or more configured deployments, a direct `provider/model` id for a configured
-provider, or a bare vendor name (`claude-sonnet-4-5`, `gpt-4.1-mini`) resolved to the providers
-that serve it (bare.py). Several deployments under one name are balanced by weight; the rest
-follow as fallbacks.
+name of one or more configured deployments (a group), a direct `provider/model` id for a
+configured provider, or a bare vendor name (`claude-sonnet-4-5`, `gpt-4.1-mini`) resolved to
+the providers that serve it (bare.py).
+
+A name resolves once into a route (cached); a route orders its deployments per request: a group
+by its strategy (strategies.py, within priority tiers), then the group's fallbacks; an alias
+its targets in turn. Every ordering goes through the circuit breakers (health.py), which take
+an open deployment out unless nothing else is left.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from unigate.config import Config, model_name_problem
+from unigate.config import Config, GroupConfig, model_name_problem
 from unigate.errors import InvalidRequest, ModelNotFound
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.presets import PRESETS
-from unigate.providers.registry import adapter_for, key_env_names
+from unigate.providers.registry import adapter_for, key_env_names, with_credentials
 from unigate.routing.bare import BareNames, Resolution, bedrock_vendor_names, strip_client_suffix
+from unigate.routing.health import BreakerConfig, Breakers
+from unigate.routing.latency import LiveStats
+from unigate.routing.retry import RetryBudget
+from unigate.routing.strategies import NO_FACTS, Candidate, Group, RequestFacts, Strategy, T, strategy
+
+_NO_GROUP = GroupConfig()
+_MAX_DEPTH = 5
+
+
+def _has(deps: list[Deployment], d: Deployment) -> bool:
+    return any(x is d for x in deps)  # identity: a Deployment's field-wise == is not needed
+
+
+def _cand_id(c: Candidate[Deployment]) -> str:
+    return c.id
+
+
+@dataclass(slots=True)
+class _GroupRoute:
+    group: Group[Deployment]
+    strategy: Strategy
+    fallbacks: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _ListRoute:
+    """An alias's targets (names, resolved in turn), or one fixed deployment."""
+
+    targets: tuple[str, ...] = ()
+    fixed: Deployment | None = None
+    fallbacks: tuple[str, ...] = ()
 
 
 class Router:
-    def __init__(self, cfg: Config, providers: dict[str, Provider], extra: Iterable[Deployment] = ()) -> None:
+    def __init__(self, cfg: Config, providers: dict[str, Provider], extra: Iterable[Deployment] = (), *,
+                 now: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         self.providers = providers
+        self.live = LiveStats(now=now)
+        b = cfg.routing.breaker
+        self.breakers = Breakers(BreakerConfig(window=b.window, threshold=b.threshold, min_requests=b.min_requests,
+                                               cooldown=b.cooldown, max_cooldown=b.max_cooldown), now=now)
+        self.retry_budget = RetryBudget(ratio=cfg.routing.retry_budget, now=now)
+        self.rng = rng or random.Random()
         self._direct: dict[str, Deployment] = {}
-        self._groups: dict[str, list[Deployment]] = {}
+        members: dict[str, list[Candidate[Deployment]]] = {}
         for d in extra:
             self._direct[d.public_id] = d
         for i, dc in enumerate(cfg.deployments):
@@ -34,6 +78,8 @@ class Router:
                 # A deployment on a provider with no credentials is left out, not fatal: the
                 # same config serves environments where only some providers are set up.
                 continue
+            if dc.api_key or dc.base_url:
+                prov = with_credentials(prov, dc.api_key, dc.base_url)  # a pool of keys is several deployments
             dep = Deployment(
                 id=f"{dc.name}#{i}",
                 provider=prov,
@@ -44,42 +90,87 @@ class Router:
                 input_price=dc.input_price,
                 output_price=dc.output_price,
             )
-            self._groups.setdefault(dc.name, []).append(dep)
+            members.setdefault(dc.name, []).append(Candidate(
+                target=dep, id=dep.id, weight=dc.weight, priority=dc.priority, rpm=dc.rpm, tpm=dc.tpm,
+                input_price=dc.input_price, output_price=dc.output_price, live=self.live.figures(dep.id)))
+        self._groups_cfg = dict(cfg.routing.groups)
+        self._members = members
         self._aliases = dict(cfg.aliases)
         self.bare = BareNames(cfg.routing.bare_names, providers,
                               [d.model for d in self._direct.values() if d.provider.id == "local"])
-        self._resolved: dict[str, tuple[list[Deployment], bool]] = {}
+        self._routes: dict[str, _GroupRoute | _ListRoute] = {}
 
     def names(self) -> list[str]:
-        return sorted({*self._groups, *self._aliases})
+        return sorted({*self._members, *self._aliases})
 
     def direct_deployments(self) -> list[Deployment]:
         return list(self._direct.values())
 
-    def resolve(self, name: str) -> list[Deployment]:
+    def group_deployments(self) -> list[Deployment]:
+        return [c.target for cands in self._members.values() for c in cands]
+
+    def retries_for(self, name: str) -> int:
+        return self._groups_cfg.get(name, _NO_GROUP).retries
+
+    def resolve(self, name: str, facts: RequestFacts = NO_FACTS) -> list[Deployment]:
         """The deployments to try for `name`, first choice first. Raises ModelNotFound."""
-        hit = self._resolved.get(name)
-        if hit is None:
+        out: list[Deployment] = []
+        self._order(name, facts, out, 0)
+        return out
+
+    def _order(self, name: str, facts: RequestFacts, out: list[Deployment], depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise ModelNotFound(f"alias {name!r} nests too deeply", param="model")
+        route = self._route(name)
+        breakers = self.breakers
+        if isinstance(route, _GroupRoute):
+            for c in breakers.select_items(route.strategy.order(route.group, facts), _cand_id):
+                if not _has(out, c.target):
+                    out.append(c.target)
+        elif route.fixed is not None:
+            # a lone deployment is tried whatever its breaker says: there is nothing else
+            if not _has(out, route.fixed):
+                out.append(route.fixed)
+        else:
+            for t in route.targets:
+                self._order(t, facts, out, depth + 1)
+        for fb in route.fallbacks:
+            try:
+                self._order(fb, facts, out, depth + 1)
+            except ModelNotFound:
+                continue  # a fallback not configured here (its provider has no key) is skipped
+
+    def _route(self, name: str) -> _GroupRoute | _ListRoute:
+        route = self._routes.get(name)
+        if route is None:
             if name.endswith("]"):
                 # Claude Code's `[1m]` context selector is the client's, not part of the model id
-                name = strip_client_suffix(name) or name
-            # a group of deployments under one name is balanced; an alias is an ordered list
-            hit = (self._lookup(name, depth=0), name in self._groups and name not in self._aliases)
-            if len(self._resolved) < 10_000:
-                self._resolved[name] = hit
-        deps, balanced = hit
-        return _weighted_order(deps) if balanced and len(deps) > 1 else deps
+                stripped = strip_client_suffix(name) or name
+                route = self._route(stripped)
+            else:
+                route = self._make_route(name)
+            if len(self._routes) < 10_000:
+                self._routes[name] = route
+        return route
 
-    def _lookup(self, name: str, depth: int) -> list[Deployment]:
-        if depth > 5:
-            raise ModelNotFound(f"alias {name!r} nests too deeply", param="model")
+    def _make_route(self, name: str) -> _GroupRoute | _ListRoute:
+        fallbacks = tuple(self._groups_cfg.get(name, _NO_GROUP).fallbacks)
         if name in self._aliases:
-            out: list[Deployment] = []
-            for t in self._aliases[name]:
-                out.extend(d for d in self._lookup(t, depth + 1) if d not in out)
-            return out
-        if name in self._groups:
-            return list(self._groups[name])
+            return _ListRoute(targets=tuple(self._aliases[name]), fallbacks=fallbacks)
+        if name in self._members:
+            gc = self._groups_cfg.get(name, _NO_GROUP)
+            cands = self._members[name]
+            if gc.strategy == "lowest-cost":
+                _fill_prices(cands)
+            return _GroupRoute(Group(name, cands), strategy(gc.strategy, self.live, self.rng), fallbacks)
+        deps = self._lookup(name)
+        if len(deps) == 1:
+            return _ListRoute(fixed=deps[0], fallbacks=fallbacks)
+        # a bare name several providers serve: the resolution's order, breakers applied
+        return _GroupRoute(Group(name, [Candidate(target=d, id=d.id, live=self.live.figures(d.id)) for d in deps]),
+                           _Ordered(self.live, self.rng), fallbacks)
+
+    def _lookup(self, name: str) -> list[Deployment]:
         if name in self._direct:
             return [self._direct[name]]
         pid, sep, model = name.partition("/")
@@ -111,7 +202,7 @@ class Router:
         prov = self.providers.get(pid)
         names = bedrock_vendor_names(model) if prov is not None and prov.preset.dialect == "bedrock" else (model,)
         for name in names:
-            if name in self._groups or name in self._aliases or name.partition("/")[0] in PRESETS:
+            if name in self._members or name in self._aliases or name.partition("/")[0] in PRESETS:
                 continue  # that name means something else here
             res = self.bare.resolve(name)
             if res.targets and not res.ambiguous and res.targets[0] == (pid, model):
@@ -149,9 +240,25 @@ def _bare_not_found(name: str, res: Resolution, providers: dict[str, Provider]) 
             "`routing.bare_names`.")
 
 
-def _weighted_order(deps: list[Deployment]) -> list[Deployment]:
-    first = random.choices(deps, weights=[d.weight for d in deps])[0]
-    return [first, *(d for d in deps if d is not first)]
+class _Ordered(Strategy):
+    """The given order (a bare name's providers, in the order its rule names them)."""
+
+    name = "ordered"
+
+    def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
+                    facts: RequestFacts) -> None:
+        return None
+
+
+def _fill_prices(cands: list[Candidate[Deployment]]) -> None:
+    """lowest-cost needs prices: the catalog's where the config gives none."""
+    from unigate import catalog
+
+    for c in cands:
+        if c.input_price is None and c.output_price is None:
+            info = catalog.lookup(c.target.provider.preset.id, c.target.model)
+            if info is not None:
+                c.input_price, c.output_price = info.input_price, info.output_price
 
 
 def _not_found_message(name: str, providers: dict[str, Provider], local_models: list[str]) -> str:

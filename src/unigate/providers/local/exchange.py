@@ -64,7 +64,8 @@ class LocalResponse:
         self._engine, self._job, self._body, self._first = engine, job, body, first
         self.content_type = "application/json" if body is not None else "text/event-stream"
         self.content_length = len(body) if body is not None else None
-        self.content = self  # `resp.content.iter_any()`, as aiohttp spells it
+        self.content = self  # `resp.content.readany()`, as aiohttp spells it
+        self._reader: AsyncIterator[bytes] | None = None
 
     async def read(self) -> bytes:
         if self._body is not None:
@@ -73,6 +74,15 @@ class LocalResponse:
 
     def iter_any(self) -> AsyncIterator[bytes]:
         return self._pieces()
+
+    async def readany(self) -> bytes:
+        """The next piece, b"" at the end (aiohttp's StreamReader.readany)."""
+        if self._reader is None:
+            self._reader = self._pieces()
+        try:
+            return await anext(self._reader)
+        except StopAsyncIteration:
+            return b""
 
     async def _pieces(self) -> AsyncIterator[bytes]:
         if self._body is not None:
