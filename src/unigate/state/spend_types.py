@@ -1,0 +1,84 @@
+"""What budgets and credits take and answer: accounts, reservations, refusals, credit entries.
+
+Money is held as integer nano-dollars inside the stores: sums of many small charges stay exact,
+so "credits for exactly 1,000 calls" means exactly 1,000 and not 999 after float rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from unigate.state.records import Period
+
+#: an unsettled reservation (its process crashed) stops counting after this
+RESERVATION_SECONDS = 600.0
+NANOS = 1_000_000_000
+
+RefusalCode = Literal["budget_exceeded", "insufficient_credits"]
+CreditKind = Literal["topup", "charge", "adjustment"]
+
+
+def to_nanos(usd: float) -> int:
+    return round(usd * NANOS)
+
+
+def to_usd(nanos: int) -> float:
+    return nanos / NANOS
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A party that pays or is capped: "key:abc", "team:t1"."""
+
+    id: str
+    budget_usd: float | None = None
+    budget_period: Period = "monthly"
+    uses_credits: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: str
+    accounts: tuple[Account, ...]
+    amount_usd: float
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    code: RefusalCode
+    account_id: str
+    #: the budget or the balance, in USD
+    limit_usd: float
+    #: what was still available to reserve, in USD
+    available_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class CreditEntry:
+    time: float
+    account_id: str
+    kind: CreditKind
+    #: positive for a top-up, negative for a charge
+    amount_usd: float
+    actor: str
+    note: str
+    reservation_id: str | None
+
+
+def period_start(period: Period, now: float) -> float:
+    """The start of the calendar-aligned UTC period holding `now` (0 for "total")."""
+    if period == "total":
+        return 0.0
+    t = datetime.fromtimestamp(now, UTC)
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        start = day
+    elif period == "weekly":
+        start = day - timedelta(days=day.weekday())  # ISO weeks start on Monday
+    else:
+        start = day.replace(day=1)
+    return start.timestamp()
