@@ -96,6 +96,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Each deployment's health, from a running gateway's /admin/deployments."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    cfg = _config(args)
+    url = urlsplit(args.url or f"http://127.0.0.1:{cfg.server.port}")
+    key = os.environ.get("UNIGATE_MASTER_KEY") or cfg.server.master_key
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=10)
+    try:
+        conn.request("GET", "/admin/deployments", headers={"Authorization": f"Bearer {key}"} if key else {})
+        r = conn.getresponse()
+        body = r.read()
+    except OSError as e:
+        print(f"unigate: no gateway answers at {url.geturl()}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if r.status != 200:
+        print(f"unigate: {url.geturl()} answered HTTP {r.status}: {body[:300].decode(errors='replace')}", file=sys.stderr)
+        return 1
+    rows: list[tuple[object, ...]] = [("DEPLOYMENT", "MODEL", "STATE", "ERRORS", "REQUESTS", "IN FLIGHT", "TTFT MS",
+                                       "MS/TOKEN", "REOPENS IN")]
+    for d in json.loads(body)["data"]:
+        rows.append((d["id"], d["model"], d["state"], f"{d['error_rate']:.0%}", d["requests_in_window"],
+                     d["in_flight"], d["ttft_ms"] or "-", d["ms_per_output_token"] or "-",
+                     "-" if d["reopens_in_s"] is None else f"{d['reopens_in_s']} s"))
+    _table(rows)
+    return 0
+
+
 def _table(rows: Sequence[Sequence[object]]) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -118,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.set_defaults(fn=cmd_serve)
     with_config(sub.add_parser("providers", help="list the providers unigate knows and which are configured")).set_defaults(fn=cmd_providers)
     with_config(sub.add_parser("models", help="list the models this configuration serves")).set_defaults(fn=cmd_models)
+    st = with_config(sub.add_parser("status", help="each deployment's health, from a running gateway"))
+    st.add_argument("--url", help="the gateway (default http://127.0.0.1:<server.port>)")
+    st.set_defaults(fn=cmd_status)
     args = ap.parse_args(argv)
     try:
         return int(args.fn(args))

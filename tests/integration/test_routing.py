@@ -262,3 +262,40 @@ def test_groups_config_is_checked() -> None:
         parse_config({**base, "routing": {"groups": {"nope": {}}}}, where="t", env={})
     with pytest.raises(ConfigError, match=r"unknown field"):
         parse_config({**base, "routing": {"groups": {"g": {"retry": 2}}}}, where="t", env={})
+
+
+async def test_admin_deployments_and_unigate_status_show_health(start_gateway: GatewayFactory, chaos: ChaosUpstream,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = await start(start_gateway, config(chaos, [
+        {"name": "g", "model": "openai/bad"}, {"name": "g", "model": "openai/good"}]))
+    chaos.modes["bad"] = "500"
+    await load(gw, {"model": "g", "messages": HI}, 100)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gw.url + "/admin/deployments", headers={"Authorization": f"Bearer {MASTER}"}) as r:
+            assert r.status == 200
+            data = {d["id"]: d for d in (await r.json())["data"]}
+        async with s.get(gw.url + "/admin/deployments", headers={"Authorization": "Bearer sk-not-it"}) as r:
+            assert r.status == 401
+    assert data["g#0"]["state"] == "open" and data["g#0"]["model"] == "openai/bad" and data["g#0"]["error_rate"] > 0.5
+    assert data["g#1"]["state"] == "closed" and data["g#1"]["in_flight"] == 0 and data["g#1"]["ms_per_output_token"]
+    from unigate.cli import main
+
+    monkeypatch.setenv("UNIGATE_MASTER_KEY", MASTER)
+    assert await asyncio.to_thread(main, ["status", "--url", gw.url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["DEPLOYMENT", "MODEL", "STATE"]
+    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert rows["g#0"][1:3] == ["openai/bad", "open"] and rows["g#1"][1:3] == ["openai/good", "closed"]
+
+
+async def test_an_idle_gateway_sends_no_request_upstream(start_gateway: GatewayFactory, chaos: ChaosUpstream) -> None:
+    """Health comes from real traffic (and half-open probes of it), never from billable calls of
+    the gateway's own: an idle gateway with open breakers calls nobody."""
+    gw = await start(start_gateway, config(chaos, [
+        {"name": "g", "model": "openai/bad"}, {"name": "g", "model": "openai/good"}], breaker={"cooldown": 0.2}))
+    chaos.modes["bad"] = "500"
+    await load(gw, {"model": "g", "messages": HI}, 50)
+    before = len(chaos.requests)
+    await asyncio.sleep(1.0)  # several cooldowns pass
+    assert len(chaos.requests) == before

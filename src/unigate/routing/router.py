@@ -109,6 +109,18 @@ class Router:
     def group_deployments(self) -> list[Deployment]:
         return [c.target for cands in self._members.values() for c in cands]
 
+    def known_deployments(self) -> list[Deployment]:
+        """Every deployment this router has: configured, embedded, and those direct ids and bare
+        names made since start (for the admin surface)."""
+        seen: dict[str, Deployment] = {d.id: d for d in (*self.group_deployments(), *self._direct.values())}
+        for route in self._routes.values():
+            if isinstance(route, _GroupRoute):
+                for c in route.group.candidates:
+                    seen.setdefault(c.id, c.target)
+            elif route.fixed is not None:
+                seen.setdefault(route.fixed.id, route.fixed)
+        return list(seen.values())
+
     def retries_for(self, name: str) -> int:
         return self._groups_cfg.get(name, _NO_GROUP).retries
 
