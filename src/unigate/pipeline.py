@@ -74,12 +74,12 @@ _RELAY_SHAPE = {Endpoint.CHAT: ("choices", list), Endpoint.COMPLETIONS: ("choice
                Endpoint.EMBEDDINGS: ("data", list)}
 
 
-@dataclass(slots=True)
 class Call:
     """One request on its way through the stages; each stage adds what it knows.
 
     `body` is the canonical (OpenAI) body, except for COUNT_TOKENS, whose body is the
-    Anthropic Messages one (only that dialect can count)."""
+    Anthropic Messages one (only that dialect can count). The defaults are class attributes and
+    __init__ sets only what every call has (as UsageRecord: bench/ counts the generated one)."""
 
     request: web.Request
     rid: str
@@ -100,7 +100,12 @@ class Call:
     #: attempts made so far
     tries: int = 0
 
-    def is_native(self, dep: Deployment) -> bool:
+    def __init__(self, request: web.Request, rid: str, endpoint: Endpoint, body: JSON,
+                 principal: Principal = ANONYMOUS, size: int = 0) -> None:
+        self.request, self.rid, self.endpoint, self.body, self.principal, self.size = (
+            request, rid, endpoint, body, principal, size)
+
+    def is_native(self, dep: Deployment) -> bool:  # (callers test `native is not None` first: it is rare)
         return self.native is not None and self.native.dialect == dep.adapter.dialect
 
     @property
@@ -161,6 +166,10 @@ class Gateway:
             call.request[REQUESTED_MODEL] = model  # for the access log line
             c = call.controls = controls.take(body)
             router = self.router
+            lone = router.lone(model) if c is controls.NONE else None
+            if lone is not None:
+                call.attempts = [lone]  # one deployment, nothing to order (the common case)
+                return call.attempts
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
             facts = RequestFacts(body.get("stream") is True, call.size // 4, limit if type(limit) is int else 0)
             if c is controls.NONE:
@@ -176,10 +185,13 @@ class Gateway:
         deployments = self.plan(call)
         router, c = self.router, call.controls
         breakers, live = router.breakers, router.live
-        router.retry_budget.record_request()
         stream, endpoint, task = call.stream, call.endpoint, call.request.task
         deadline = time.monotonic() + c.timeout if c.timeout is not None else None
-        retries = c.num_retries if c.num_retries is not None else router.retries_for(call.body["model"])
+        retries = c.num_retries if c.num_retries is not None else 0
+        if router.retrying or retries:
+            retries = retries or router.retries_for(call.body["model"])
+            if retries:
+                router.retry_budget.record_request()  # the budget is a share of the calls that may retry
         last: GatewayError | None = None
         i = retry = 0
         while i < len(deployments):
@@ -203,8 +215,9 @@ class Gateway:
             call.tries += 1
             rec = UsageRecord(request_id=call.rid, endpoint=endpoint, model=call.body["model"],
                               key_id=call.principal.key_id, deployment=dep.id, provider=dep.provider.id, stream=stream)
-            fig = live.figures(dep.id)
-            live.start(fig)
+            fig = live.figures(dep.id) if dep.tracked else None
+            if fig is not None:
+                live.start(fig)
             t0 = time.perf_counter()
             try:
                 if stream:
@@ -224,13 +237,15 @@ class Gateway:
                     i += 1
                 continue
             finally:
-                live.finish(fig)
+                if fig is not None:
+                    live.finish(fig)
                 rec.latency_ms = (time.perf_counter() - t0) * 1000
                 self.settle(dep, rec)
                 self.ledger.add(rec)
-            _record_success(router, dep, fig, rec)
-            for rest in deployments[i + 1:]:
-                breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
+            if fig is not None:
+                _record_success(router, dep, fig, rec)
+                for rest in deployments[i + 1:]:
+                    breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
             return resp
         assert last is not None
         raise last
@@ -241,7 +256,7 @@ class Gateway:
         seconds to wait before retrying the same one."""
         router = self.router
         kind = classify(e, caller_timeout=cut)
-        if kind is not None:
+        if kind is not None and dep.tracked:
             router.breakers.record_failure(dep.id, kind, e.retry_after)
         elif isinstance(e, UnsupportedFeature) or e.fallbackable or _context_overflow(e):
             # an adapter that cannot express the request (count_tokens off Anthropic), or a prompt
@@ -329,7 +344,7 @@ class Gateway:
         egress = call.egress
         usage: JSON | None
         try:
-            if call.is_native(dep):
+            if call.native is not None and call.is_native(dep):
                 # the client's own dialect: the answer goes out as it came, read for its usage
                 out, usage = data, dep.adapter.native_usage(data)
             else:
@@ -381,7 +396,7 @@ class Gateway:
             await resp.prepare(request)
             rec.status = 200
             try:
-                if call.is_native(dep):
+                if call.native is not None and call.is_native(dep):
                     await self.drain.stream(request.task, relay_native_stream(
                         up, first, resp, dep.adapter.native_stream(dep), rec, limits.max_stream_event_bytes))
                 elif dep.adapter.passthrough and egress.relay_openai:

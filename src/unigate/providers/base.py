@@ -55,6 +55,9 @@ class Deployment:
     output_price: float | None = None
     #: "<provider>/<model>", as clients name it
     public_id: str = field(init=False, compare=False)
+    #: routed among others (a group member, a bare name's provider): its outcomes feed the
+    #: breakers and live figures; a lone deployment has no choice to inform
+    tracked: bool = field(default=False, compare=False)
     #: the catalog's entry, looked up on the first request (None: not in the catalog)
     catalog_info: Any = field(init=False, compare=False, repr=False, default=NOT_LOOKED_UP)
 

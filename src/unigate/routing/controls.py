@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest
 
-KEYS = ("timeout", "fallbacks", "num_retries", "models", "provider")
+KEYS = frozenset({"timeout", "fallbacks", "num_retries", "models", "provider"})
 _SORTS = ("price", "latency", "throughput")
 
 
@@ -36,7 +36,7 @@ NONE = Controls()
 
 def take(body: JSON) -> Controls:
     """The controls in `body`, removed from it; NONE when there are none (the common case)."""
-    if not any(k in body for k in KEYS):
+    if KEYS.isdisjoint(body):
         return NONE
     out: dict[str, object] = {}
     t = body.pop("timeout", None)

@@ -33,6 +33,10 @@ _NO_GROUP = GroupConfig()
 _MAX_DEPTH = 5
 
 
+def _dep_id(d: Deployment) -> str:
+    return d.id
+
+
 def _has(deps: list[Deployment], d: Deployment) -> bool:
     return any(x is d for x in deps)  # identity: a Deployment's field-wise == is not needed
 
@@ -90,6 +94,7 @@ class Router:
                 input_price=dc.input_price,
                 output_price=dc.output_price,
             )
+            dep.tracked = True
             members.setdefault(dc.name, []).append(Candidate(
                 target=dep, id=dep.id, weight=dc.weight, priority=dc.priority, rpm=dc.rpm, tpm=dc.tpm,
                 input_price=dc.input_price, output_price=dc.output_price, live=self.live.figures(dep.id)))
@@ -99,6 +104,9 @@ class Router:
         self.bare = BareNames(cfg.routing.bare_names, providers,
                               [d.model for d in self._direct.values() if d.provider.id == "local"])
         self._routes: dict[str, _GroupRoute | _ListRoute] = {}
+        self._lone: dict[str, Deployment] = {}
+        #: any group retries: only then does a call need its group's retry count
+        self.retrying = any(g.retries for g in cfg.routing.groups.values())
 
     def names(self) -> list[str]:
         return sorted({*self._members, *self._aliases})
@@ -124,6 +132,10 @@ class Router:
     def retries_for(self, name: str) -> int:
         return self._groups_cfg.get(name, _NO_GROUP).retries
 
+    def lone(self, name: str) -> Deployment | None:
+        """The deployment, when `name` is one deployment with no fallbacks (resolved before)."""
+        return self._lone.get(name)
+
     def resolve(self, name: str, facts: RequestFacts = NO_FACTS) -> list[Deployment]:
         """The deployments to try for `name`, first choice first. Raises ModelNotFound."""
         out: list[Deployment] = []
@@ -144,13 +156,22 @@ class Router:
             if not _has(out, route.fixed):
                 out.append(route.fixed)
         else:
+            start = len(out)
             for t in route.targets:
                 self._order(t, facts, out, depth + 1)
+            # an alias's targets are alternatives: their health decides, as in a group
+            part = out[start:]
+            for d in part:
+                d.tracked = True
+            out[start:] = breakers.select_items(part, _dep_id)
         for fb in route.fallbacks:
+            start = len(out)
             try:
                 self._order(fb, facts, out, depth + 1)
             except ModelNotFound:
                 continue  # a fallback not configured here (its provider has no key) is skipped
+            for d in out[start:]:
+                d.tracked = True
 
     def _route(self, name: str) -> _GroupRoute | _ListRoute:
         route = self._routes.get(name)
@@ -163,6 +184,8 @@ class Router:
                 route = self._make_route(name)
             if len(self._routes) < 10_000:
                 self._routes[name] = route
+                if isinstance(route, _ListRoute) and route.fixed is not None and not route.fallbacks:
+                    self._lone[name] = route.fixed
         return route
 
     def _make_route(self, name: str) -> _GroupRoute | _ListRoute:
@@ -179,6 +202,8 @@ class Router:
         if len(deps) == 1:
             return _ListRoute(fixed=deps[0], fallbacks=fallbacks)
         # a bare name several providers serve: the resolution's order, breakers applied
+        for d in deps:
+            d.tracked = True
         return _GroupRoute(Group(name, [Candidate(target=d, id=d.id, live=self.live.figures(d.id)) for d in deps]),
                            _Ordered(self.live, self.rng), fallbacks)
 

@@ -19,7 +19,7 @@ import math
 class RollingCounts:
     """Two counters, `a` and `b`, summed over the last `span` seconds."""
 
-    __slots__ = ("_a", "_b", "_head", "_n", "_width", "a", "b")
+    __slots__ = ("_a", "_b", "_head", "_n", "_since", "_slot", "_until", "_width", "a", "b")
 
     def __init__(self, span: float, buckets: int) -> None:
         if span <= 0 or buckets < 1:
@@ -30,12 +30,15 @@ class RollingCounts:
         self._b = [0.0] * buckets
         #: the index (in bucket widths since the clock's zero) of the newest bucket
         self._head = -math.inf
+        #: the newest bucket's time span and slot: an add within it needs no sliding (the hot path)
+        self._since = self._until = 0.0
+        self._slot = 0
         #: running totals over the live buckets
         self.a = 0.0
         self.b = 0.0
 
     def add(self, now: float, a: float = 0.0, b: float = 0.0) -> None:
-        slot = self._advance(now)
+        slot = self._slot if self._since <= now < self._until else self._advance(now)
         self._a[slot] += a
         self._b[slot] += b
         self.a += a
@@ -68,5 +71,8 @@ class RollingCounts:
                 self.a = max(self.a, 0.0)
                 self.b = max(self.b, 0.0)
             self._head = idx
+            self._since = idx * self._width
+            self._until = self._since + self._width
+            self._slot = idx % self._n
         # a clock that steps back (it should not: monotonic) lands in the newest bucket
         return int(self._head) % self._n
