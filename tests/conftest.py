@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,9 @@ from unigate.app import create_app
 from unigate.config import Config, parse_config
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# the state layer's SQLite file (virtual keys) of every gateway a test starts, in process or not:
+# never the user's own data directory
+os.environ.setdefault("UNIGATE_DATA_DIR", tempfile.mkdtemp(prefix="unigate-tests-"))
 
 
 def require_local_model() -> None:
@@ -58,7 +62,7 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
 
     async def start(config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
                     access_log: bool = False) -> RunningGateway:
-        env = {"UNIGATE_LOCAL": "off", **(env or {})}
+        env = {"UNIGATE_LOCAL": "off", "UNIGATE_DATA_DIR": os.environ["UNIGATE_DATA_DIR"], **(env or {})}
         cfg: Config = parse_config(config or {}, where="<test>", env=env)
         from unigate.config import _apply_env
 

@@ -107,6 +107,24 @@ def list_models(gw: Gateway) -> list[dict[str, Any]]:
     return out
 
 
+async def open_state_for(gw: Gateway, env: Mapping[str, str]) -> None:
+    """Virtual keys need the state layer: one SQLite file by default, PostgreSQL (and Redis)
+    when DATABASE_URL (and REDIS_URL) are set. Only with a master key: without one the gateway
+    serves loopback without auth, and there is nobody to create keys."""
+    from unigate.config import state_path
+    from unigate.governance.keys import KeyCache
+    from unigate.state import open_state
+
+    database_url = env.get("DATABASE_URL") or None
+    path = None
+    if not database_url:
+        path = state_path(gw.cfg, env)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    gw.state = await open_state(path, database_url, env.get("REDIS_URL") or None)
+    gw.auth.keys = KeyCache(gw.state.keys)
+    log.info("state: %s", "PostgreSQL (DATABASE_URL)" if database_url else path)
+
+
 def settle_heap() -> None:
     """Move everything alive after start-up (config, catalog, price tables: ~70k objects) out of
     the garbage collector's reach. Without this every full collection walks them all (~15 ms
@@ -157,6 +175,8 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
 
     async def on_startup(app: web.Application) -> None:
         gw.ledger.start()
+        if cfg.server.master_key:
+            await open_state_for(gw, env if env is not None else os.environ)
         ready["ok"] = True
         # reading the price data takes ~0.5 s: do it off the loop so readiness is not delayed
         from unigate import catalog
@@ -171,6 +191,8 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
     async def on_cleanup(app: web.Application) -> None:
         await gw.ledger.stop()
         await gw.transport.close()
+        if gw.state is not None:
+            await gw.state.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

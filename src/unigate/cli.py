@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from unigate import __version__
 from unigate.config import Config, ConfigError, load_config
@@ -96,8 +97,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Each deployment's health, from a running gateway's /admin/deployments."""
+class AdminError(Exception):
+    pass
+
+
+def _admin(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> Any:
+    """One call to a running gateway's admin API, with the master key from the environment or config."""
     import http.client
     import json
     from urllib.parse import urlsplit
@@ -105,20 +110,60 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _config(args)
     url = urlsplit(args.url or f"http://127.0.0.1:{cfg.server.port}")
     key = os.environ.get("UNIGATE_MASTER_KEY") or cfg.server.master_key
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=10)
     try:
-        conn.request("GET", "/admin/deployments", headers={"Authorization": f"Bearer {key}"} if key else {})
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
         r = conn.getresponse()
-        body = r.read()
+        data = r.read()
     except OSError as e:
-        print(f"unigate: no gateway answers at {url.geturl()}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    if r.status != 200:
-        print(f"unigate: {url.geturl()} answered HTTP {r.status}: {body[:300].decode(errors='replace')}", file=sys.stderr)
-        return 1
+        raise AdminError(f"no gateway answers at {url.geturl()}: {e.strerror or e}") from None
+    if r.status >= 300:
+        raise AdminError(f"{url.geturl()} answered HTTP {r.status}: {data[:300].decode(errors='replace')}")
+    return json.loads(data)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Virtual keys through a running gateway's admin API (the secret is printed once)."""
+    fields: dict[str, object] = {}
+    if getattr(args, "name", None) is not None:
+        fields["name"] = args.name
+    if getattr(args, "team", None) is not None:
+        fields["team"] = args.team
+    if getattr(args, "models", None) is not None:
+        fields["models"] = [m for m in args.models.split(",") if m]
+    if getattr(args, "expires_at", None) is not None:
+        fields["expires_at"] = args.expires_at
+    act = args.action
+    if act == "create":
+        out = _admin(args, "POST", "/admin/keys", fields)
+    elif act == "list":
+        out = _admin(args, "GET", "/admin/keys")
+        rows: list[tuple[object, ...]] = [("ID", "NAME", "TEAM", "MODELS", "REVOKED")]
+        rows += [(k["id"], k["name"], k["team"] or "-", ",".join(k["models"]) or "*", "yes" if k["revoked_at"] else "-")
+                 for k in out["data"]]
+        _table(rows)
+        return 0
+    elif act == "show":
+        out = _admin(args, "GET", f"/admin/keys/{args.id}")
+    elif act == "update":
+        out = _admin(args, "PATCH", f"/admin/keys/{args.id}", fields)
+    elif act == "revoke":
+        out = _admin(args, "POST", f"/admin/keys/{args.id}/revoke", {})
+    else:
+        out = _admin(args, "POST", f"/admin/keys/{args.id}/rotate", {"grace_seconds": args.grace})
+    import json
+
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Each deployment's health, from a running gateway's /admin/deployments."""
+    data = _admin(args, "GET", "/admin/deployments")
     rows: list[tuple[object, ...]] = [("DEPLOYMENT", "MODEL", "STATE", "ERRORS", "REQUESTS", "IN FLIGHT", "TTFT MS",
                                        "MS/TOKEN", "REOPENS IN")]
-    for d in json.loads(body)["data"]:
+    for d in data["data"]:
         rows.append((d["id"], d["model"], d["state"], f"{d['error_rate']:.0%}", d["requests_in_window"],
                      d["in_flight"], d["ttft_ms"] or "-", d["ms_per_output_token"] or "-",
                      "-" if d["reopens_in_s"] is None else f"{d['reopens_in_s']} s"))
@@ -151,11 +196,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     st = with_config(sub.add_parser("status", help="each deployment's health, from a running gateway"))
     st.add_argument("--url", help="the gateway (default http://127.0.0.1:<server.port>)")
     st.set_defaults(fn=cmd_status)
+    kp = sub.add_parser("keys", help="virtual keys, through a running gateway (master key from UNIGATE_MASTER_KEY)")
+    ks = kp.add_subparsers(dest="action", required=True)
+    for action in ("create", "list", "show", "update", "revoke", "rotate"):
+        k = with_config(ks.add_parser(action))
+        k.add_argument("--url", help="the gateway (default http://127.0.0.1:<server.port>)")
+        if action in ("show", "update", "revoke", "rotate"):
+            k.add_argument("id")
+        if action in ("create", "update"):
+            k.add_argument("--name")
+            k.add_argument("--team")
+            k.add_argument("--models", help="comma-separated ids, aliases or globs (anthropic/*)")
+            k.add_argument("--expires-at", type=float, help="epoch seconds")
+        if action == "rotate":
+            k.add_argument("--grace", type=float, default=0.0, help="seconds the old secret keeps working")
+        k.set_defaults(fn=cmd_keys)
     args = ap.parse_args(argv)
     try:
         return int(args.fn(args))
     except ConfigError as e:
         print(f"unigate: invalid configuration: {e}", file=sys.stderr)
         return 2
+    except AdminError as e:
+        print(f"unigate: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -169,6 +169,14 @@ class RoutingConfig(_Strict, frozen=True):
     breaker: BreakerSettings = BreakerSettings()
 
 
+class StateConfig(_Strict, frozen=True):
+    """Where keys, credits and the ledger persist: one SQLite file unless DATABASE_URL (and
+    REDIS_URL) are set. Default path: $UNIGATE_DATA_DIR, else $XDG_DATA_HOME/unigate, else
+    ~/.local/share/unigate, then `unigate.db`."""
+
+    path: str | None = None
+
+
 class Config(_Strict, frozen=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -177,6 +185,7 @@ class Config(_Strict, frozen=True):
     aliases: dict[str, list[str]] = {}
     local: LocalConfig = LocalConfig()
     routing: RoutingConfig = RoutingConfig()
+    state: StateConfig = StateConfig()
     timeouts: Timeouts = Timeouts()
     source: str = "<defaults>"
 
@@ -332,6 +341,16 @@ def _check_options(pid: str, dialect: str, raw: Mapping[str, Any], where: str) -
         hint = f" (did you mean `{close[0]}`?)" if close else ""
         raise ConfigError(f"{where}: {at}.{key}: unknown option{hint}; {dialect} options are "
                           f"{', '.join(names)}") from None
+
+
+def state_path(cfg: Config, env: Mapping[str, str]) -> str:
+    if cfg.state.path:
+        return cfg.state.path
+    base = env.get("UNIGATE_DATA_DIR")
+    if not base:
+        xdg = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        base = os.path.join(xdg, "unigate")
+    return os.path.join(base, "unigate.db")
 
 
 def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:

@@ -43,6 +43,7 @@ from unigate.errors import (
     UpstreamUnavailable,
     upstream_error_for_status,
 )
+from unigate.governance.access import allowed
 from unigate.governance.auth import ANONYMOUS, Authenticator, Principal
 from unigate.providers.base import NOT_LOOKED_UP, Deployment, NativeBody, UpstreamRequest, unread_fields
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
@@ -53,6 +54,7 @@ from unigate.routing.outcome import FailureKind, classify
 from unigate.routing.retry import RetryPolicy, Step, next_step
 from unigate.routing.router import Router
 from unigate.routing.strategies import RequestFacts
+from unigate.state import State
 from unigate.streams import (
     CLIENT_GONE,
     embeddings_to_base64,
@@ -131,6 +133,8 @@ class Gateway:
     ledger: Ledger
     auth: Authenticator
     drain: Drain = field(default_factory=Drain)  # what the shutdown deadline ends (server.py)
+    #: keys, limits, spend and the persisted ledger (state/), opened at start-up when needed
+    state: State | None = None
 
     # ------------------------------------------------------------------ the OpenAI surface
 
@@ -166,7 +170,7 @@ class Gateway:
             call.request[REQUESTED_MODEL] = model  # for the access log line
             c = call.controls = controls.take(body)
             router = self.router
-            lone = router.lone(model) if c is controls.NONE else None
+            lone = router.lone(model) if c is controls.NONE and not call.principal.models else None
             if lone is not None:
                 call.attempts = [lone]  # one deployment, nothing to order (the common case)
                 return call.attempts
@@ -176,6 +180,8 @@ class Gateway:
                 call.attempts = router.resolve(model, facts)
             else:
                 call.attempts = _controlled(router, model, c, facts)
+            if call.principal.models:
+                call.attempts = allowed(call.principal, model, call.attempts)
         return call.attempts
 
     async def run(self, call: Call) -> web.StreamResponse:

@@ -1,18 +1,25 @@
-"""Client authentication: the master key (virtual keys build on this `Principal`)."""
+"""Client authentication: the master key, then virtual keys (governance/keys.py)."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from unigate.errors import Unauthenticated
+
+if TYPE_CHECKING:
+    from unigate.governance.keys import KeyCache
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     key_id: str | None
     is_master: bool
+    team: str | None = None
+    #: what a virtual key may call: ids, aliases, group names, globs (`anthropic/*`); empty: all
+    models: tuple[str, ...] = ()
 
 
 ANONYMOUS = Principal(key_id=None, is_master=True)
@@ -20,7 +27,9 @@ MASTER = Principal(key_id="master", is_master=True)
 
 
 class Authenticator:
-    def __init__(self, master_key: str | None) -> None:
+    def __init__(self, master_key: str | None, keys: KeyCache | None = None) -> None:
+        #: virtual keys, once the state layer is open (app start-up)
+        self.keys = keys
         self._master = master_key.encode() if master_key else None
         #: the header most clients send, whole: one constant-time compare settles them
         self._master_bearer = b"Bearer " + self._master if self._master else None
@@ -44,6 +53,11 @@ class Authenticator:
             )
         if hmac.compare_digest(key.encode(errors="surrogateescape"), self._master):
             return MASTER
+        if self.keys is not None:
+            vk = await self.keys.lookup(key)
+            if vk is not None:
+                return Principal(key_id=vk.id, is_master=False, team=vk.team, models=tuple(vk.models))
+        # the same answer for a key that never existed, was revoked or expired: nothing to learn
         raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
 
 
