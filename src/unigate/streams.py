@@ -53,6 +53,24 @@ def event_too_large(limit: int) -> UpstreamUnavailable:
     return UpstreamUnavailable(f"an upstream stream event is larger than the gateway's limit of {limit} bytes")
 
 
+def whole_events(tail: bytes, data: bytes, max_event: int) -> tuple[bytes, bytes]:
+    """The whole SSE events of what is buffered (`tail`, left from the last read) plus `data`,
+    and the unfinished rest; an unfinished event over `max_event` bytes raises."""
+    buf = tail + data if tail else data
+    if b"\r" in buf:
+        buf = buf.replace(b"\r\n", b"\n")
+    cut = buf.rfind(b"\n\n") + 2
+    if cut < 2:
+        complete, rest = b"", buf
+    elif cut == len(buf):  # the read ended on an event boundary: no copies
+        return buf, b""
+    else:
+        complete, rest = buf[:cut], buf[cut:]
+    if len(rest) > max_event:
+        raise event_too_large(max_event)
+    return complete, rest
+
+
 async def relay_openai_stream(up: aiohttp.ClientResponse, first: bytes, resp: web.StreamResponse, want_usage: bool,
                               rec: UsageRecord, max_event: int) -> bool:
     """Relay an OpenAI-format stream as it arrives, whole events at a time. Only an event
@@ -65,25 +83,13 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, first: bytes, resp: we
     client = _Client(resp, rec, up)
     read = up.content.readany
     tail = b""
-    complete = b""
+    last = b""  # the last whole events relayed
     data = first
     while data:
-        buf = tail + data if tail else data
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        cut = buf.rfind(b"\n\n") + 2
-        if cut < 2:
-            tail = buf
-            if len(tail) > max_event:
-                raise event_too_large(max_event)
+        complete, tail = whole_events(tail, data, max_event)
+        if not complete:
             data = await read()
             continue
-        if cut == len(buf):  # the read ended on an event boundary: no copies
-            complete, tail = buf, b""
-        else:
-            complete, tail = buf[:cut], buf[cut:]
-            if len(tail) > max_event:
-                raise event_too_large(max_event)
         if ERROR_MARK in complete:
             raise_stream_error(complete)
         # the usage event is the last but one of a stream: look from the end
@@ -91,12 +97,13 @@ async def relay_openai_stream(up: aiohttp.ClientResponse, first: bytes, resp: we
         if i >= 0:
             complete = handle_usage(complete, i, want_usage, rec)
         await client.write(complete)
+        last = complete
         data = await read()
     if tail.strip():
-        complete = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
-        await client.write(complete)
+        last = tail if tail.endswith(b"\n\n") else tail + b"\n\n"
+        await client.write(last)
     client.raise_if_gone()
-    return complete.endswith(b"[DONE]\n\n")
+    return last.endswith(b"[DONE]\n\n")
 
 
 async def relay_native_stream(up: aiohttp.ClientResponse, first: bytes, resp: web.StreamResponse,
@@ -109,19 +116,10 @@ async def relay_native_stream(up: aiohttp.ClientResponse, first: bytes, resp: we
     tail = b""
     data = first
     while data:
-        buf = tail + data if tail else data
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        cut = buf.rfind(b"\n\n") + 2
-        if cut < 2:
-            tail = buf
-            if len(tail) > max_event:
-                raise event_too_large(max_event)
+        complete, tail = whole_events(tail, data, max_event)
+        if not complete:
             data = await read()
             continue
-        complete, tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
-        if len(tail) > max_event:
-            raise event_too_large(max_event)
         out, err = watch.see(complete)
         if watch.usage is not None:
             rec.set_usage(watch.usage)

@@ -61,14 +61,26 @@ async def load(gw: RunningGateway, body: dict[str, Any], n: int, concurrency: in
 FAST_TIMEOUTS = {"connect": 1, "first_byte": 0.5, "total": 0.5}
 
 
+@pytest_asyncio.fixture
+async def healthy() -> AsyncIterator[ChaosUpstream]:
+    f = ChaosUpstream()
+    await f.start()
+    yield f
+    await f.stop()
+
+
 @pytest.mark.parametrize("fault", ["429", "500", "503", "hang", "reset", "badjson", "cut-before"])
 async def test_a_failing_deployment_never_reaches_the_client(start_gateway: GatewayFactory, chaos: ChaosUpstream,
-                                                             fault: str) -> None:
+                                                             healthy: ChaosUpstream, fault: str) -> None:
     """1,000 requests through a group of one failing and one healthy deployment all succeed; the
-    failing one's breaker opens, and closes again once the upstream recovers."""
-    gw = await start(start_gateway, config(chaos, [
-        {"name": "g", "model": "openai/bad", "timeouts": FAST_TIMEOUTS},
-        {"name": "g", "model": "openai/good"}], breaker={"cooldown": 0.3, "max_cooldown": 0.6}))
+    failing one's breaker opens, and closes again once the upstream recovers. The healthy one is
+    another host, as in production (and: aiohttp 3.14's pool can leave a short sock_read timer on
+    a kept-alive connection that a longer-timeout request then reuses; see the session note)."""
+    cfg = config(chaos, [
+        {"name": "g", "model": "openai/bad", **({"timeouts": FAST_TIMEOUTS} if fault == "hang" else {})},
+        {"name": "g", "model": "other/good"}], breaker={"cooldown": 0.3, "max_cooldown": 0.6})
+    cfg["providers"]["other"] = {"preset": "openai", "api_key": "sk-up", "base_url": healthy.url + "/v1"}
+    gw = await start(start_gateway, cfg)
     chaos.modes["bad"] = fault
     stream = fault.startswith("cut")
     results = await load(gw, {"model": "g", "messages": HI, "stream": stream}, 1000)
@@ -78,7 +90,7 @@ async def test_a_failing_deployment_never_reaches_the_client(start_gateway: Gate
     assert not any(b'"error"' in r[2] for r in results)
     router = gw.gateway.router
     tried = chaos.met[("bad", fault)]
-    assert tried >= 1 and chaos.served["good"] == 1000
+    assert tried >= 1 and healthy.served["good"] == 1000
     # the breaker kept most traffic off the failing deployment (probes aside)
     assert tried < 200, tried
     assert router.breakers.state("g#0").state is not State.CLOSED
@@ -225,11 +237,14 @@ async def test_the_retry_budget_caps_retries_in_an_outage(start_gateway: Gateway
     gw = await start(start_gateway, config(chaos, [{"name": "g", "model": "openai/down"}],
                                            groups={"g": {"retries": 3}}, retry_budget=0.1))
     chaos.modes["down"] = "500"
+    t0 = time.monotonic()
     results = await load(gw, {"model": "g", "messages": HI}, 200)
+    took = time.monotonic() - t0
     assert all(r[0] == 502 for r in results)
-    # without a budget 200 requests would make 800 attempts; the budget allows ~10 % more (plus
-    # its small per-second floor)
-    assert chaos.served["down"] <= 200 + 20 + 15, chaos.served["down"]
+    # without a budget 200 requests would make 800 attempts; the budget allows 10 % of them as
+    # retries, plus its floor of one a second over the window (10 s)
+    allowance = 200 * 0.1 + min(took, 10) + 1 + 10
+    assert chaos.served["down"] <= 200 + allowance, (chaos.served["down"], took)
 
 
 async def test_request_controls_fall_back_and_are_not_forwarded(start_gateway: GatewayFactory,
