@@ -17,6 +17,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from tests.conftest import GatewayFactory, RunningGateway
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.cohere import FakeCohere
 from tests.fakes.gemini import API_KEY as GEMINI_KEY
@@ -216,7 +217,7 @@ async def test_an_in_stream_error_after_events_is_relayed_then_rendered(start_ga
 @pytest_asyncio.fixture
 async def others() -> AsyncIterator[dict[str, FakeUpstream]]:
     made: dict[str, FakeUpstream] = {"openai": FakeOpenAI(), "gemini": FakeGemini(), "bedrock": FakeBedrock(),
-                                     "cohere": FakeCohere(api_key="co-test-key")}
+                                     "cohere": FakeCohere(api_key="co-test-key"), "anthropic": FakeAnthropic()}
     for f in made.values():
         await f.start()
     yield made
@@ -230,6 +231,7 @@ def env_for(others: dict[str, FakeUpstream]) -> dict[str, str]:
             "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "us-west-2",
             "BEDROCK_BASE_URL": others["bedrock"].url,
             "COHERE_API_KEY": "co-test-key", "COHERE_BASE_URL": others["cohere"].url,
+            "ANTHROPIC_API_KEY": FakeAnthropic.api_key, "ANTHROPIC_BASE_URL": others["anthropic"].url,
             "UNIGATE_MASTER_KEY": MASTER}
 
 
@@ -293,6 +295,8 @@ OPENAI_BODY: dict[str, Any] = {
 
 
 @pytest.mark.parametrize(("model", "dropped"), [
+    ("anthropic/claude-haiku-4-5", ["seed", "presence_penalty", "frequency_penalty", "logit_bias", "metadata", "store",
+                                    "service_tier", "prompt_cache_key", "verbosity", "prediction"]),
     ("gemini/gemini-2.5-flash", ["logit_bias", "user", "safety_identifier", "metadata", "store", "service_tier",
                                  "prompt_cache_key", "verbosity", "parallel_tool_calls", "prediction"]),
     ("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", [
