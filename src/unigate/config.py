@@ -159,6 +159,12 @@ class BreakerSettings(_Strict, frozen=True):
     max_cooldown: float = 300.0
 
 
+class AutoConfig(_Strict, frozen=True):
+    #: the models `auto` may pick: globs on `provider/model` (default: every catalog model of
+    #: the configured providers; the embedded models only for `auto:local-first`)
+    models: list[str] = []
+
+
 class RoutingConfig(_Strict, frozen=True):
     #: bare model names (no `provider/`): a glob on the name -> the provider ids to try, in order.
     #: Checked before the built-in vendor prefixes (routing/bare.py), so it overrides them.
@@ -167,6 +173,7 @@ class RoutingConfig(_Strict, frozen=True):
     #: retries may be at most this share of recent requests (an outage is not multiplied)
     retry_budget: float = 0.2
     breaker: BreakerSettings = BreakerSettings()
+    auto: AutoConfig = AutoConfig()
 
 
 class StateConfig(_Strict, frozen=True):

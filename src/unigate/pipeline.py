@@ -43,11 +43,11 @@ from unigate.errors import (
     UpstreamUnavailable,
     upstream_error_for_status,
 )
-from unigate.governance.access import allowed
+from unigate.governance.access import allowed, auto_permits, check_auto
 from unigate.governance.auth import ANONYMOUS, Authenticator, Principal
 from unigate.providers.base import NOT_LOOKED_UP, Deployment, NativeBody, UpstreamRequest, unread_fields
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
-from unigate.routing import controls
+from unigate.routing import auto, controls
 from unigate.routing.controls import Controls
 from unigate.routing.latency import LiveFigures
 from unigate.routing.outcome import FailureKind, classify
@@ -101,6 +101,8 @@ class Call:
     size: int = 0
     #: attempts made so far
     tries: int = 0
+    #: why the plan is what it is, when the gateway chose the model (`auto`): x-unigate-route
+    route_note: str = ""
 
     def __init__(self, request: web.Request, rid: str, endpoint: Endpoint, body: JSON,
                  principal: Principal = ANONYMOUS, size: int = 0) -> None:
@@ -176,6 +178,13 @@ class Gateway:
                 return call.attempts
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
             facts = RequestFacts(body.get("stream") is True, call.size // 4, limit if type(limit) is int else 0)
+            policy = auto.policy_of(model) if model.startswith("auto") else None
+            if policy is not None:
+                p = call.principal
+                check_auto(p, model)
+                allow = None if not p.models else (lambda mid: auto_permits(p, mid))
+                call.attempts, call.route_note = router.auto_plan(policy, facts, auto.needs_of(body), allow)
+                return call.attempts
             if c is controls.NONE:
                 call.attempts = router.resolve(model, facts)
             else:
@@ -475,6 +484,8 @@ def _headers(call: Call, dep: Deployment, req: UpstreamRequest) -> dict[str, str
     # how many attempts it took
     h = {"x-request-id": call.rid, "x-unigate-model": dep.public_id, "x-unigate-deployment": dep.id,
          "x-unigate-attempts": _ATTEMPTS[call.tries] if call.tries < 10 else str(call.tries)}
+    if call.route_note:
+        h["x-unigate-route"] = call.route_note
     if req.dropped:
         h["x-unigate-dropped-params"] = ",".join(req.dropped)
     return h

@@ -25,6 +25,19 @@ def permits(patterns: tuple[str, ...], name: str) -> bool:
     return any(p == name or fnmatchcase(name, p) for p in patterns)
 
 
+def check_auto(principal: Principal, asked: str) -> None:
+    """A key with a models list must name `auto` (or the policy asked for) to use it."""
+    if principal.models and not (permits(principal.models, asked) or permits(principal.models, "auto")):
+        raise ModelNotAllowed(f"This key may not use {asked[:50]!r}.", param="model")
+
+
+def auto_permits(principal: Principal, public_id: str) -> bool:
+    """Whether `auto` may pick `public_id` for this key: the key must allow `auto` (or the policy
+    asked for), and its other patterns, if it has any, narrow the candidates."""
+    others = tuple(p for p in principal.models if not p.startswith("auto"))
+    return not others or permits(others, public_id)
+
+
 def allowed(principal: Principal, asked: str, deployments: list[Deployment]) -> list[Deployment]:
     patterns = principal.models
     if permits(patterns, asked):

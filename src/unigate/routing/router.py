@@ -18,11 +18,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from unigate.catalog import ModelInfo
 from unigate.config import Config, GroupConfig, model_name_problem
 from unigate.errors import InvalidRequest, ModelNotFound
 from unigate.providers.base import Deployment, Provider
 from unigate.providers.presets import PRESETS
 from unigate.providers.registry import adapter_for, key_env_names, with_credentials
+from unigate.routing.auto import AutoPicker
+from unigate.routing.auto import Candidate as AutoCandidate
+from unigate.routing.auto import matches as auto_matches
 from unigate.routing.bare import BareNames, Resolution, bedrock_vendor_names, strip_client_suffix
 from unigate.routing.health import BreakerConfig, Breakers
 from unigate.routing.latency import LiveStats
@@ -105,6 +109,8 @@ class Router:
                               [d.model for d in self._direct.values() if d.provider.id == "local"])
         self._routes: dict[str, _GroupRoute | _ListRoute] = {}
         self._lone: dict[str, Deployment] = {}
+        self._auto: AutoPicker | None = None
+        self._auto_models = tuple(cfg.routing.auto.models)
         #: any group retries: only then does a call need its group's retry count
         self.retrying = any(g.retries for g in cfg.routing.groups.values())
 
@@ -131,6 +137,52 @@ class Router:
 
     def retries_for(self, name: str) -> int:
         return self._groups_cfg.get(name, _NO_GROUP).retries
+
+    def auto_plan(self, policy: str, facts: RequestFacts, needs: frozenset[str],
+                  allow: Callable[[str], bool] | None = None) -> tuple[list[Deployment], str]:
+        """`auto`'s choice for this request and why (routing/auto.py)."""
+        if self._auto is None:
+            self._auto = self._make_auto()
+        picker = self._auto
+        if allow is not None:
+            picker = AutoPicker([c for c in picker.candidates if allow(c.dep.public_id)], self._latency,
+                                self._error_rate, self._available)
+        return picker.plan(policy, needs, facts.input_tokens, facts.output_tokens, facts.stream)
+
+    def _make_auto(self) -> AutoPicker:
+        from unigate import catalog
+
+        patterns = self._auto_models
+        found: dict[str, AutoCandidate] = {}
+
+        def add(dep: Deployment, info: ModelInfo | None, local: bool) -> None:
+            if info is None or "embeddings" in info.capabilities or dep.public_id in found:
+                return  # auto picks only what the catalog knows, and chat models only
+            if patterns and not auto_matches(patterns, dep.public_id):
+                return
+            dep.tracked = True
+            found[dep.public_id] = AutoCandidate(dep, info, local)
+
+        for d in self.group_deployments():
+            add(d, catalog.lookup(d.provider.preset.id, d.model), False)
+        native = [pid for pid, p in self.providers.items() if p.preset.id == pid]
+        for info in catalog.models_for(native):
+            route = self._route(info.id)
+            if isinstance(route, _ListRoute) and route.fixed is not None:
+                add(route.fixed, info, False)
+        for d in self._direct.values():
+            add(d, catalog.lookup(d.provider.preset.id, d.model), d.provider.id == "local")
+        return AutoPicker(list(found.values()), self._latency, self._error_rate, self._available)
+
+    def _latency(self, d: Deployment, stream: bool) -> float | None:
+        ewma = self.live.figures(d.id).latency(stream)
+        return ewma.value if ewma.measured(self.live.now(), self.live.config.stale_after) else None
+
+    def _error_rate(self, d: Deployment) -> float:
+        return self.breakers.state(d.id).error_rate
+
+    def _available(self, deps: list[Deployment]) -> list[Deployment]:
+        return self.breakers.select_items(deps, _dep_id)
 
     def lone(self, name: str) -> Deployment | None:
         """The deployment, when `name` is one deployment with no fallbacks (resolved before)."""
