@@ -72,10 +72,34 @@ def _run_one(cfg: Config, host: str, port: int, reuse_port: bool, parent: int | 
     asyncio.set_event_loop(loop)
     try:
         app = create_app(cfg, freeze_heap=True)
+        if reuse_port:
+            _share_health(app, cfg)  # several workers: breaker openings go through a shared file
         loop.run_until_complete(_serve(app, cfg, host, port, reuse_port, parent))
     finally:
         _close_loop(loop)
     return 0
+
+
+def _share_health(app: web.Application, cfg: Config) -> None:
+    from unigate.app import GATEWAY_KEY
+    from unigate.config import state_path
+    from unigate.routing.health_sync import SqliteHealthSync
+
+    path = os.path.join(os.path.dirname(state_path(cfg, os.environ)), "health.db")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sync = SqliteHealthSync(path, app[GATEWAY_KEY].router.shared_health)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(app: web.Application) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(sync.run()))
+
+    async def stop(app: web.Application) -> None:
+        for t in tasks:
+            t.cancel()
+        sync.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
 
 
 async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_port: bool,

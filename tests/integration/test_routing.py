@@ -314,3 +314,46 @@ async def test_an_idle_gateway_sends_no_request_upstream(start_gateway: GatewayF
     before = len(chaos.requests)
     await asyncio.sleep(1.0)  # several cooldowns pass
     assert len(chaos.requests) == before
+
+
+async def test_a_breaker_opened_in_one_worker_is_seen_by_the_other(chaos: ChaosUpstream, healthy: ChaosUpstream,
+                                                                   tmp_path: Any) -> None:
+    """`unigate serve --workers 2`: one worker learns that a deployment fails (its breaker opens);
+    the other leaves it alone too, without failing requests of its own first."""
+    import signal
+
+    from tests.integration.test_serve import free_port, start_serve, wait_ready
+
+    cfg = tmp_path / "unigate.yaml"
+    cfg.write_text(orjson.dumps({
+        "server": {"master_key": MASTER},
+        "providers": {"openai": {"api_key": "sk-up", "base_url": chaos.url + "/v1"},
+                      "other": {"preset": "openai", "api_key": "sk-up", "base_url": healthy.url + "/v1"}},
+        "deployments": [{"name": "g", "model": "openai/bad"}, {"name": "g", "model": "other/good"}],
+        "routing": {"breaker": {"min_requests": 5, "cooldown": 60, "max_cooldown": 60}}}).decode())
+    chaos.modes["bad"] = "500"
+    port = free_port()
+    proc = await start_serve("--config", str(cfg), "--port", str(port), "--workers", "2",
+                             env={"UNIGATE_DATA_DIR": str(tmp_path)})
+    try:
+        await wait_ready(port, proc)
+        body = orjson.dumps({"model": "g", "messages": HI})
+        headers = {"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"}
+        # one keep-alive connection: one worker, until its breaker for openai/bad opens
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
+            for _ in range(30):
+                async with s.post(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers=headers) as r:
+                    assert r.status == 200
+        learned = chaos.served["bad"]
+        assert 5 <= learned <= 30
+        await asyncio.sleep(1.5)  # a few sync intervals
+        # fresh connections land on both workers (SO_REUSEPORT spreads them by port)
+        for _ in range(40):
+            async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                                            data=body, headers=headers) as r:
+                assert r.status == 200
+        assert chaos.served["bad"] == learned, "a worker sent requests to a deployment another worker found failing"
+        assert healthy.served["good"] >= 40
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)

@@ -28,7 +28,7 @@ from unigate.routing.auto import AutoPicker
 from unigate.routing.auto import Candidate as AutoCandidate
 from unigate.routing.auto import matches as auto_matches
 from unigate.routing.bare import BareNames, Resolution, bedrock_vendor_names, strip_client_suffix
-from unigate.routing.health import BreakerConfig, Breakers
+from unigate.routing.health import BreakerConfig, Breakers, SnapshotHealthStore
 from unigate.routing.latency import LiveStats
 from unigate.routing.retry import RetryBudget
 from unigate.routing.strategies import NO_FACTS, Candidate, Group, RequestFacts, Strategy, T, strategy
@@ -71,8 +71,11 @@ class Router:
         self.providers = providers
         self.live = LiveStats(now=now)
         b = cfg.routing.breaker
+        #: openings other workers found (health_sync.py fills it when there are other workers)
+        self.shared_health = SnapshotHealthStore(now)
         self.breakers = Breakers(BreakerConfig(window=b.window, threshold=b.threshold, min_requests=b.min_requests,
-                                               cooldown=b.cooldown, max_cooldown=b.max_cooldown), now=now)
+                                               cooldown=b.cooldown, max_cooldown=b.max_cooldown), now=now,
+                                 store=self.shared_health)
         self.retry_budget = RetryBudget(ratio=cfg.routing.retry_budget, now=now)
         self.rng = rng or random.Random()
         self._direct: dict[str, Deployment] = {}
