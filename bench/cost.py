@@ -166,13 +166,15 @@ def main() -> int:
     ap.add_argument("--save", type=Path, help="callgrind: keep each dump in this directory (for callgrind_annotate)")
     ap.add_argument("--annotate", type=int, default=0, metavar="N", help="callgrind: print the top N functions")
     ap.add_argument("--unigate-cmd", default=str(HERE.parent / ".venv" / "bin" / "unigate"))
+    ap.add_argument("--unigate-group", metavar="STRATEGY",
+                    help="serve each model through a two-deployment group with this routing strategy")
     a = ap.parse_args()
     procs = Procs()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="unigate-cost-") as d:
         work = Path(d)
         work.chmod(0o755)  # nginx workers read the mock bodies from here
-        rig = Rig(procs, work, a.unigate_cmd.split())
+        rig = Rig(procs, work, a.unigate_cmd.split(), a.unigate_group)
         try:
             rig.start_mocks(50.0, 10.0)
             for tool in a.tool.split(","):

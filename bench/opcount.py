@@ -80,7 +80,7 @@ def measure(peer: str, modes: list[str], a: argparse.Namespace, work: Path) -> d
     from procs import Procs
 
     procs = Procs()
-    rig = Rig(procs, work, a.unigate_cmd.split())
+    rig = Rig(procs, work, a.unigate_cmd.split(), getattr(a, "unigate_group", None))
     out: dict[str, dict[tuple[str, str], float]] = {}
     try:
         rig.start_mocks(50.0, 10.0)

@@ -88,10 +88,13 @@ class Peer:
 class Rig:
     """The mocks, the request bodies and the peers of one run."""
 
-    def __init__(self, procs: Procs, rundir: Path, unigate_cmd: list[str]) -> None:
+    def __init__(self, procs: Procs, rundir: Path, unigate_cmd: list[str], group_strategy: str | None = None) -> None:
         self.procs = procs
         self.dir = rundir
         self.unigate_cmd = unigate_cmd
+        #: route every model through a two-deployment group with this strategy (breakers on):
+        #: the same request bytes, served by the routing path instead of a lone deployment
+        self.group_strategy = group_strategy
         self.fast_port = self.slow_port = 0
         self.mocks: list[Proc] = []
         self.peers: dict[str, Peer] = {}
@@ -148,6 +151,17 @@ class Rig:
             port = self.fast_port if name.startswith("fast") else self.slow_port
             base = f"http://127.0.0.1:{port}{'/stream' if name.endswith('stream') else ''}/v1"
             lines.append(f"  {name}: {{preset: openai, api_key: sk-upstream, base_url: \"{base}\"}}")
+            if self.group_strategy:
+                lines.append(f"  {name}_b: {{preset: openai, api_key: sk-upstream, base_url: \"{base}\"}}")
+        if self.group_strategy:
+            # a group named as the model the load asks for, so the request bytes stay the same
+            lines.append("deployments:")
+            for name in UPSTREAMS:
+                for prov in (name, f"{name}_b"):
+                    lines.append(f"  - {{name: \"{name}/gpt-4o-mini\", model: \"{prov}/gpt-4o-mini\"}}")
+            lines.append("routing:\n  groups:")
+            for name in UPSTREAMS:
+                lines.append(f"    \"{name}/gpt-4o-mini\": {{strategy: {self.group_strategy}}}")
         p = self.dir / "unigate.yaml"
         p.write_text("\n".join(lines) + "\n")
         return p

@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ttfb-ms", type=float, default=50.0, help="the paced mock's time to first byte")
     ap.add_argument("--gap-ms", type=float, default=10.0, help="the paced mock's time between SSE events")
     ap.add_argument("--unigate-cmd", help="command that runs unigate (default: the venv's `unigate`)")
+    ap.add_argument("--unigate-group", metavar="STRATEGY",
+                    help="serve each model through a two-deployment group with this routing strategy")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="where results-*.jsonl and report-*.md go")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs) even on success")
     return ap.parse_args(argv)
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         m = machine()
         emit({**m, "args": vars(a) | {"out": str(a.out)}, "settings": vars(s)})
         print(f"bench: {m['nproc']} x {m['cpu']}, {m['mem_gib']} GiB, load {m['loadavg_start']}; results -> {jsonl}", file=sys.stderr)
-        rig = Rig(procs, rundir, unigate_cmd)
+        rig = Rig(procs, rundir, unigate_cmd, a.unigate_group)
         rig.start_mocks(a.ttfb_ms, a.gap_ms)
         sids += [p.pid for p in rig.mocks]
         for p in peers:

@@ -70,6 +70,7 @@ class Router:
                  now: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         self.providers = providers
         self.live = LiveStats(now=now)
+        self.live.track_usage = any(g.strategy == "usage" for g in cfg.routing.groups.values())
         b = cfg.routing.breaker
         #: openings other workers found (health_sync.py fills it when there are other workers)
         self.shared_health = SnapshotHealthStore(now)
