@@ -271,14 +271,14 @@ class Gateway:
         seconds to wait before retrying the same one."""
         router = self.router
         kind = classify(e, caller_timeout=cut)
-        if kind is not None and dep.tracked:
-            router.breakers.record_failure(dep.id, kind, e.retry_after)
-        elif isinstance(e, UnsupportedFeature) or e.fallbackable or _context_overflow(e):
-            # an adapter that cannot express the request (count_tokens off Anthropic), or a prompt
-            # the provider found too long for this model: another deployment may serve it
-            return 0.0 if has_next else None
-        else:
+        if kind is None:
+            if isinstance(e, UnsupportedFeature) or e.fallbackable or _context_overflow(e):
+                # an adapter that cannot express the request (count_tokens off Anthropic), or a
+                # prompt the provider found too long for this model: another deployment may serve it
+                return 0.0 if has_next else None
             return None
+        if dep.tracked:
+            router.breakers.record_failure(dep.id, kind, e.retry_after)
         remaining = None if deadline is None else deadline - time.monotonic()
         d = next_step(kind, retry + 1, has_next=has_next, policy=_policy(retries), budget=router.retry_budget,
                       rng=router.rng, retry_after=e.retry_after, remaining=remaining)

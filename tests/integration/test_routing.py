@@ -233,6 +233,18 @@ async def test_retries_with_backoff_then_success(start_gateway: GatewayFactory, 
     assert [r.status for r in rows][-5:] == [503, 503, 200, 503, 503]  # each attempt is a ledger row
 
 
+async def test_a_direct_model_id_retries_when_the_request_asks(start_gateway: GatewayFactory,
+                                                               chaos: ChaosUpstream) -> None:
+    gw = await start(start_gateway, config(chaos, []))
+    chaos.fail_next["lone"] = 1
+    async with aiohttp.ClientSession() as s:
+        status, headers, _ = await call(s, gw, {"model": "openai/lone", "messages": HI, "num_retries": 1})
+        assert status == 200 and headers["x-unigate-attempts"] == "2" and chaos.served["lone"] == 2
+        chaos.fail_next["lone"] = 1
+        status, _, _ = await call(s, gw, {"model": "openai/lone", "messages": HI})  # none asked for: none made
+    assert status == 503 and chaos.served["lone"] == 3
+
+
 async def test_the_retry_budget_caps_retries_in_an_outage(start_gateway: GatewayFactory, chaos: ChaosUpstream) -> None:
     gw = await start(start_gateway, config(chaos, [{"name": "g", "model": "openai/down"}],
                                            groups={"g": {"retries": 3}}, retry_budget=0.1))
