@@ -74,8 +74,7 @@ async def test_a_failing_deployment_never_reaches_the_client(start_gateway: Gate
                                                              healthy: ChaosUpstream, fault: str) -> None:
     """1,000 requests through a group of one failing and one healthy deployment all succeed; the
     failing one's breaker opens, and closes again once the upstream recovers. The healthy one is
-    another host, as in production (and: aiohttp 3.14's pool can leave a short sock_read timer on
-    a kept-alive connection that a longer-timeout request then reuses; see the session note)."""
+    another host, as in production; only the hanging one gets short timeouts."""
     cfg = config(chaos, [
         {"name": "g", "model": "openai/bad", **({"timeouts": FAST_TIMEOUTS} if fault == "hang" else {})},
         {"name": "g", "model": "other/good"}], breaker={"cooldown": 0.3, "max_cooldown": 0.6})
