@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
-import msgspec
 import orjson
 from aiohttp import web
 
@@ -36,7 +34,6 @@ from unigate.errors import (
     BodyTooLarge,
     GatewayError,
     InvalidRequest,
-    ModelNotFound,
     UnsupportedFeature,
     UpstreamError,
     UpstreamTimeout,
@@ -48,10 +45,10 @@ from unigate.governance.auth import ANONYMOUS, Authenticator, Principal
 from unigate.providers.base import NOT_LOOKED_UP, Deployment, NativeBody, UpstreamRequest, unread_fields
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
 from unigate.routing import auto, controls
+from unigate.routing.attempts import context_overflow, controlled, policy_for, record_success, within
 from unigate.routing.controls import Controls
-from unigate.routing.latency import LiveFigures
-from unigate.routing.outcome import FailureKind, classify
-from unigate.routing.retry import RetryPolicy, Step, next_step
+from unigate.routing.outcome import classify
+from unigate.routing.retry import Step, next_step
 from unigate.routing.router import Router
 from unigate.routing.strategies import RequestFacts
 from unigate.state import State
@@ -188,7 +185,7 @@ class Gateway:
             if c is controls.NONE:
                 call.attempts = router.resolve(model, facts)
             else:
-                call.attempts = _controlled(router, model, c, facts)
+                call.attempts = controlled(router, model, c, facts)
             if call.principal.models:
                 call.attempts = allowed(call.principal, model, call.attempts)
         return call.attempts
@@ -226,7 +223,7 @@ class Gateway:
                 continue
             timeouts, cut = dep.timeouts, False
             if deadline is not None:
-                timeouts, cut = _within(timeouts, deadline - time.monotonic())
+                timeouts, cut = within(timeouts, deadline - time.monotonic())
             call.tries += 1
             rec = UsageRecord(request_id=call.rid, endpoint=endpoint, model=call.body["model"],
                               key_id=call.principal.key_id, deployment=dep.id, provider=dep.provider.id, stream=stream)
@@ -258,7 +255,7 @@ class Gateway:
                 self.settle(dep, rec)
                 self.ledger.add(rec)
             if fig is not None:
-                _record_success(router, dep, fig, rec)
+                record_success(router, dep, fig, rec)
                 for rest in deployments[i + 1:]:
                     breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
             return resp
@@ -272,7 +269,7 @@ class Gateway:
         router = self.router
         kind = classify(e, caller_timeout=cut)
         if kind is None:
-            if isinstance(e, UnsupportedFeature) or e.fallbackable or _context_overflow(e):
+            if isinstance(e, UnsupportedFeature) or e.fallbackable or context_overflow(e):
                 # an adapter that cannot express the request (count_tokens off Anthropic), or a
                 # prompt the provider found too long for this model: another deployment may serve it
                 return 0.0 if has_next else None
@@ -280,7 +277,7 @@ class Gateway:
         if dep.tracked:
             router.breakers.record_failure(dep.id, kind, e.retry_after)
         remaining = None if deadline is None else deadline - time.monotonic()
-        d = next_step(kind, retry + 1, has_next=has_next, policy=_policy(retries), budget=router.retry_budget,
+        d = next_step(kind, retry + 1, has_next=has_next, policy=policy_for(retries), budget=router.retry_budget,
                       rng=router.rng, retry_after=e.retry_after, remaining=remaining)
         if d.step is Step.GIVE_UP:
             return None
@@ -492,102 +489,9 @@ def _headers(call: Call, dep: Deployment, req: UpstreamRequest) -> dict[str, str
 
 
 _ATTEMPTS = tuple(str(n) for n in range(10))
-_POLICIES: dict[int, RetryPolicy] = {}
-
-
-def _policy(retries: int) -> RetryPolicy:
-    p = _POLICIES.get(retries)
-    if p is None:
-        p = _POLICIES[retries] = RetryPolicy(max_retries=retries)
-    return p
-
-
-def _within(t: Timeouts, remaining: float) -> tuple[Timeouts, bool]:
-    """The deployment's timeouts cut to the caller's remaining time, and whether they were cut
-    (a timeout then is the caller's, and does not count against the deployment's health)."""
-    if remaining <= 0:
-        raise UpstreamTimeout("The request's timeout passed before a deployment answered.")
-    if remaining >= t.total:
-        return t, False
-    return msgspec.structs.replace(t, total=remaining, first_byte=min(t.first_byte, remaining),
-                                   connect=min(t.connect, remaining)), True
-
-
 def _too_long(call: Call, dep: Deployment, window: int) -> InvalidRequest:
     return InvalidRequest(f"The request (about {call.size // 4} tokens) is longer than the context window of "
                           f"{dep.public_id} ({window} tokens).", param="messages", code="context_length_exceeded")
-
-
-_OVERFLOW = re.compile(r"context.{0,20}(length|window|limit)|maximum context|prompt is too long|input is too long|"
-                       r"too many (input )?tokens", re.IGNORECASE)
-
-
-def _context_overflow(e: GatewayError) -> bool:
-    """A provider's 400 for a prompt too long for its model: a model with a larger window may serve it."""
-    return isinstance(e, UpstreamError) and e.http_status == 400 and (
-        e.code == "context_length_exceeded" or bool(_OVERFLOW.search(e.message)))
-
-
-def _record_success(router: Router, dep: Deployment, fig: LiveFigures, rec: UsageRecord) -> None:
-    """What a served call tells the breakers and the latency figures. A stream that failed
-    after its first byte counts as a failure of the deployment (a client that left does not)."""
-    if rec.stream:
-        if rec.error_code is not None and not rec.client_disconnected:
-            router.breakers.record_failure(dep.id, FailureKind.CONNECTION)
-            return
-        router.breakers.record_success(dep.id)
-        if rec.ttfb_ms is not None:
-            router.live.observe_ttft(fig, rec.ttfb_ms / 1000)
-    else:
-        router.breakers.record_success(dep.id)
-        router.live.observe_completion(fig, rec.latency_ms / 1000, rec.completion_tokens)
-    if rec.usage_known:
-        router.live.record_tokens(fig, rec.prompt_tokens + rec.completion_tokens)
-
-
-def _controlled(router: Router, model: str, c: Controls, facts: RequestFacts) -> list[Deployment]:
-    """The plan under a request's controls: the model, its `models` and `fallbacks` in turn,
-    then the `provider` preferences (OpenRouter's) applied to the whole list."""
-    out: list[Deployment] = []
-    for n, name in enumerate((model, *c.models, *c.fallbacks)):
-        try:
-            deps = router.resolve(name, facts)
-        except ModelNotFound:
-            if n == 0 and not c.models:
-                raise
-            continue  # a fallback this gateway does not serve is passed over
-        out.extend(d for d in deps if not any(x is d for x in out))
-    if c.only:
-        out = [d for d in out if d.provider.id in c.only]
-    if c.ignore:
-        out = [d for d in out if d.provider.id not in c.ignore]
-    if c.sort == "price":
-        out.sort(key=_price_of)
-    elif c.sort is not None:  # latency, throughput: the live figures, unmeasured last
-        out.sort(key=lambda d: _latency_of(router, d, facts.stream))
-    if c.order:
-        rank = {p: i for i, p in enumerate(c.order)}
-        out.sort(key=lambda d: rank.get(d.provider.id, len(rank)))
-    if not out:
-        raise ModelNotFound(f"No deployment of {model!r} is left after the request's provider preferences "
-                            "(provider.only / provider.ignore).", param="provider")
-    return out if c.allow_fallbacks else out[:1]
-
-
-def _price_of(d: Deployment) -> float:
-    if d.input_price is not None or d.output_price is not None:
-        return (d.input_price or 0.0) + (d.output_price or 0.0)
-    info = catalog.lookup(d.provider.preset.id, d.model)
-    if info is None or info.input_price is None or info.output_price is None:
-        return float("inf")  # an unknown price is never taken for free
-    return info.input_price + info.output_price
-
-
-def _latency_of(router: Router, d: Deployment, stream: bool) -> float:
-    import math
-
-    ewma = router.live.figures(d.id).latency(stream)
-    return ewma.value if ewma.value and not math.isnan(ewma.value) else float("inf")
 
 
 def _stream_failure(e: Exception, pid: str, rid: str) -> GatewayError:
