@@ -111,7 +111,9 @@ async def open_state_for(gw: Gateway, env: Mapping[str, str]) -> None:
     """Virtual keys need the state layer: one SQLite file by default, PostgreSQL (and Redis)
     when DATABASE_URL (and REDIS_URL) are set. Only with a master key: without one the gateway
     serves loopback without auth, and there is nobody to create keys."""
+    from unigate.accounting.persist import LedgerWriter
     from unigate.config import state_path
+    from unigate.governance.enforce import Enforcer
     from unigate.governance.keys import KeyCache
     from unigate.state import open_state
 
@@ -122,6 +124,10 @@ async def open_state_for(gw: Gateway, env: Mapping[str, str]) -> None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     gw.state = await open_state(path, database_url, env.get("REDIS_URL") or None)
     gw.auth.keys = KeyCache(gw.state.keys)
+    gw.ledger.add_batch_sink(LedgerWriter(gw.state.ledger))
+    gov = gw.cfg.governance
+    gw.enforcer = Enforcer(gw.state, gov, gov.shares or gw.cfg.server.workers)
+    gw.enforcer.start()
     log.info("state: %s", "PostgreSQL (DATABASE_URL)" if database_url else path)
 
 
@@ -189,10 +195,14 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
         ready["ok"] = False
 
     async def on_cleanup(app: web.Application) -> None:
-        await gw.ledger.stop()
+        await gw.ledger.stop()  # the last usage rows reach the state before it closes
         await gw.transport.close()
-        if gw.state is not None:
-            await gw.state.close()
+        try:
+            if gw.enforcer is not None:
+                await gw.enforcer.close()  # charge what was spent, give the reservations back
+        finally:
+            if gw.state is not None:
+                await gw.state.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -184,6 +184,34 @@ class StateConfig(_Strict, frozen=True):
     path: str | None = None
 
 
+class GovernanceConfig(_Strict, frozen=True):
+    """How virtual keys' limits, budgets and credits are enforced (governance/enforce.py)."""
+
+    #: charged over catalog cost, as a fraction (0.2: the key pays 1.2x); the ledger keeps cost
+    markup: float = 0.0
+    #: serve a model with no known price to a key under a budget or credits (charged $0);
+    #: off, such a call is refused with 403 `model_price_unknown`
+    allow_unpriced: bool = False
+    #: the output tokens a call's worst case assumes when it sets no max_tokens and the catalog
+    #: knows no output limit for the model
+    default_max_tokens: int = 4096
+    #: how many processes share the limits (workers x replicas): each takes blocks of a limit
+    #: sized to leave the others theirs; default: this node's worker count
+    shares: int | None = None
+    #: seconds between a worker's pushes of its spend and token counts to the store
+    flush_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.markup <= 100:
+            raise ValueError(f"`markup` must be a fraction from 0 to 100, got {self.markup}")
+        if self.default_max_tokens < 1:
+            raise ValueError(f"`default_max_tokens` must be at least 1, got {self.default_max_tokens}")
+        if self.shares is not None and self.shares < 1:
+            raise ValueError(f"`shares` must be at least 1, got {self.shares}")
+        if not 0.05 <= self.flush_interval <= 60:
+            raise ValueError(f"`flush_interval` must be 0.05 to 60 seconds, got {self.flush_interval}")
+
+
 class Config(_Strict, frozen=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -193,6 +221,7 @@ class Config(_Strict, frozen=True):
     local: LocalConfig = LocalConfig()
     routing: RoutingConfig = RoutingConfig()
     state: StateConfig = StateConfig()
+    governance: GovernanceConfig = GovernanceConfig()
     timeouts: Timeouts = Timeouts()
     source: str = "<defaults>"
 

@@ -125,6 +125,12 @@ class RateLimited(GatewayError):
     default_code = "rate_limit_exceeded"
 
 
+class PaymentRequired(GatewayError):
+    status = 402
+    type = "insufficient_quota"
+    default_code = "insufficient_credits"
+
+
 class ServiceUnavailable(GatewayError):
     status = 503
     type = "server_error"

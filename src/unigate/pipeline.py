@@ -34,6 +34,7 @@ from unigate.errors import (
     BodyTooLarge,
     GatewayError,
     InvalidRequest,
+    ServiceUnavailable,
     UnsupportedFeature,
     UpstreamError,
     UpstreamTimeout,
@@ -42,6 +43,7 @@ from unigate.errors import (
 )
 from unigate.governance.access import allowed, auto_permits, check_auto
 from unigate.governance.auth import ANONYMOUS, Authenticator, Principal
+from unigate.governance.enforce import Enforcer, Ticket
 from unigate.providers.base import NOT_LOOKED_UP, Deployment, NativeBody, UpstreamRequest, unread_fields
 from unigate.providers.transport import BodyTooLong, Transport, read_limited, read_prefix
 from unigate.routing import auto, controls
@@ -100,6 +102,8 @@ class Call:
     tries: int = 0
     #: why the plan is what it is, when the gateway chose the model (`auto`): x-unigate-route
     route_note: str = ""
+    #: the x-ratelimit-* headers of a virtual key with rpm/tpm limits
+    limit_headers: dict[str, str] | None = None
 
     def __init__(self, request: web.Request, rid: str, endpoint: Endpoint, body: JSON,
                  principal: Principal = ANONYMOUS, size: int = 0) -> None:
@@ -134,6 +138,8 @@ class Gateway:
     drain: Drain = field(default_factory=Drain)  # what the shutdown deadline ends (server.py)
     #: keys, limits, spend and the persisted ledger (state/), opened at start-up when needed
     state: State | None = None
+    #: virtual keys' limits, budgets and credits, with the state
+    enforcer: Enforcer | None = None
 
     # ------------------------------------------------------------------ the OpenAI surface
 
@@ -169,7 +175,7 @@ class Gateway:
             call.request[REQUESTED_MODEL] = model  # for the access log line
             c = call.controls = controls.take(body)
             router = self.router
-            lone = router.lone(model) if c is controls.NONE and not call.principal.models else None
+            lone = router.lone(model) if c is controls.NONE and not call.principal.restricted else None
             if lone is not None:
                 call.attempts = [lone]  # one deployment, nothing to order (the common case)
                 return call.attempts
@@ -179,22 +185,38 @@ class Gateway:
             if policy is not None:
                 p = call.principal
                 check_auto(p, model)
-                allow = None if not p.models else (lambda mid: auto_permits(p, mid))
+                allow = None if not p.restricted else (lambda mid: auto_permits(p, mid))
                 call.attempts, call.route_note = router.auto_plan(policy, facts, auto.needs_of(body), allow)
                 return call.attempts
             if c is controls.NONE:
                 call.attempts = router.resolve(model, facts)
             else:
                 call.attempts = controlled(router, model, c, facts)
-            if call.principal.models:
+            if call.principal.restricted:
                 call.attempts = allowed(call.principal, model, call.attempts)
         return call.attempts
 
     async def run(self, call: Call) -> web.StreamResponse:
-        """Plan, then the one retry/fallback loop: each deployment in turn (a failing last one
-        retried with backoff, within the retry budget), every attempt recorded by the breakers
-        and the live figures, and settled. After a stream's first byte nothing is retried."""
+        """Plan, then a virtual key's limits, budget and credits (held for the call, charged when
+        it ends), then the attempts."""
         deployments = self.plan(call)
+        terms = call.principal.terms
+        if terms is None:
+            return await self.attempts(call, deployments, None)
+        enforcer = self.enforcer
+        if enforcer is None:  # terms come from the state, which brings the enforcer: never here
+            raise ServiceUnavailable("The gateway cannot enforce this key's limits right now.")
+        ticket, deployments = await enforcer.admit(terms, call.body, call.size, deployments)
+        call.limit_headers = enforcer.headers(ticket)
+        try:
+            return await self.attempts(call, deployments, ticket)
+        finally:
+            await enforcer.finish(ticket)
+
+    async def attempts(self, call: Call, deployments: list[Deployment], ticket: Ticket | None) -> web.StreamResponse:
+        """The one retry/fallback loop: each deployment in turn (a failing last one retried with
+        backoff, within the retry budget), every attempt recorded by the breakers, the live
+        figures and the ticket, and settled. After a stream's first byte nothing is retried."""
         router, c = self.router, call.controls
         breakers, live = router.breakers, router.live
         stream, endpoint, task = call.stream, call.endpoint, call.request.task
@@ -227,6 +249,9 @@ class Gateway:
             call.tries += 1
             rec = UsageRecord(request_id=call.rid, endpoint=endpoint, model=call.body["model"],
                               key_id=call.principal.key_id, deployment=dep.id, provider=dep.provider.id, stream=stream)
+            rec.attempt, rec.served_model = call.tries, dep.public_id
+            if call.principal.team is not None:
+                rec.team = call.principal.team
             fig = live.figures(dep.id) if dep.tracked else None
             if fig is not None:
                 live.start(fig)
@@ -254,6 +279,8 @@ class Gateway:
                 rec.latency_ms = (time.perf_counter() - t0) * 1000
                 self.settle(dep, rec)
                 self.ledger.add(rec)
+                if ticket is not None:
+                    ticket.add(dep, rec)
             if fig is not None:
                 record_success(router, dep, fig, rec)
                 for rest in deployments[i + 1:]:
@@ -483,6 +510,8 @@ def _headers(call: Call, dep: Deployment, req: UpstreamRequest) -> dict[str, str
          "x-unigate-attempts": _ATTEMPTS[call.tries] if call.tries < 10 else str(call.tries)}
     if call.route_note:
         h["x-unigate-route"] = call.route_note
+    if call.limit_headers is not None:
+        h.update(call.limit_headers)
     if req.dropped:
         h["x-unigate-dropped-params"] = ",".join(req.dropped)
     return h

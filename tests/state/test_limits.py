@@ -92,3 +92,36 @@ async def test_all_or_nothing_across_key_and_team(limits_state: State) -> None:
     assert not (await lim.acquire([key, t3], NOW + 63)).allowed
     # t3 was neither counted nor given a slot by the refused call
     assert (await lim.acquire([Scope("key:q"), t3], NOW + 64)).allowed
+
+
+async def test_take_grants_blocks_that_never_sum_beyond_the_limit(limits_state: State, limits_backend: Backend) -> None:
+    other = await limits_backend.open()
+    try:
+        scope = Scope("key:blk", rpm=100)
+        grants = await asyncio.gather(*((limits_state, other)[i % 2].limits.take(scope, 7, 0, NOW + 2) for i in range(30)))
+    finally:
+        await other.close()
+    got = [g.requests for g in grants]
+    assert sum(got) == 100  # 14 blocks of 7, one of the 2 left, the rest refused
+    assert sorted(got, reverse=True)[:16] == [7] * 14 + [2, 0]
+    refused = [g for g in grants if not g.requests]
+    assert {g.refused_limit for g in refused} == {"rpm"} and refused[0].retry_after == 58.0
+    assert refused[0].figures.remaining_requests == 0
+    # a take counts like calls do: acquire sees the window as spent, and the next one is fresh
+    assert not (await limits_state.limits.acquire([scope], NOW + 3)).allowed
+    fresh = await limits_state.limits.take(scope, 7, 0, NOW + 60)
+    assert fresh.requests == 7 and fresh.window_start == NOW + 60 and fresh.figures.remaining_requests == 93
+
+
+async def test_take_of_tokens_needs_the_estimate(limits_state: State) -> None:
+    lim = limits_state.limits
+    g = await lim.take(Scope("key:tok", tpm=1000, estimated_tokens=300), 1 << 40, 800, NOW)
+    assert (g.requests, g.tokens, g.figures.remaining_tokens) == (1 << 40, 800, 200)
+    short = await lim.take(Scope("key:tok", tpm=1000, estimated_tokens=300), 1, 800, NOW)
+    assert short.requests == 0 and short.refused_limit == "tpm" and short.figures.remaining_tokens == 200
+    # less than asked, but as much as the call needs: granted
+    part = await lim.take(Scope("key:tok", tpm=1000, estimated_tokens=150), 1, 800, NOW)
+    assert (part.requests, part.tokens) == (1, 200)
+    # usage pushed later (adjust) counts against the next take
+    await lim.adjust_tokens(["key:tok"], 500, NOW + 60)
+    assert (await lim.take(Scope("key:tok", tpm=1000, estimated_tokens=1), 1, 800, NOW + 61)).tokens == 500

@@ -149,3 +149,74 @@ async def test_budget_never_overspent_under_concurrency(state: State) -> None:
     calls = await spend_all([state], 50, acct, 0.01, NOW)
     assert calls == 200
     assert await state.spend.spent("key:race", "daily", NOW) == pytest.approx(2.0)
+
+
+async def test_roll_charges_keeps_and_extends(state: State) -> None:
+    sp = state.spend
+    acct = Account("key:roll", budget_usd=1.0, budget_period="daily")
+    first = await sp.roll([acct], None, 0.0, 0.0, 0.01, 4, NOW)
+    assert first.refusal is None and first.amount_usd == pytest.approx(0.25)  # a quarter of what is free
+    assert await sp.in_flight("key:roll", NOW) == pytest.approx(0.25)
+    # 0.2 spent, 0.05 still in flight: charged and kept, plus a quarter of the 0.75 left after both
+    second = await sp.roll([acct], first.reservation, 0.2, 0.05, 0.01, 4, NOW + 1)
+    assert await sp.spent("key:roll", "daily", NOW) == pytest.approx(0.2)
+    assert second.amount_usd == pytest.approx(0.05 + 0.75 / 4)
+    assert await sp.in_flight("key:roll", NOW + 1) == pytest.approx(second.amount_usd)
+    # rolling the same reservation again charges nothing twice
+    assert second.reservation is not None
+    again = await sp.roll([acct], first.reservation, 0.2, 0.0, 0.0, 4, NOW + 2)
+    assert await sp.spent("key:roll", "daily", NOW) == pytest.approx(0.2)
+    # another holder cannot take what the others hold
+    other = await sp.roll([acct], None, 0.0, 0.0, 0.01, 1, NOW + 3)
+    held = second.amount_usd + again.amount_usd
+    assert other.amount_usd == pytest.approx(0.8 - held)
+    refused = await sp.roll([acct], None, 0.0, 0.0, 0.01, 1, NOW + 3)
+    assert refused.reservation is None and refused.refusal is not None
+    assert refused.refusal.code == "budget_exceeded" and refused.refusal.available_usd == pytest.approx(0.0)
+    # a release (divisor 0, nothing kept) deletes the holder's reservation
+    released = await sp.roll([acct], other.reservation, 0.1, 0.0, 0.0, 0, NOW + 4)
+    assert released.reservation is None
+    assert await sp.spent("key:roll", "daily", NOW) == pytest.approx(0.3)
+    assert await sp.in_flight("key:roll", NOW + 4) == pytest.approx(held)
+
+
+async def test_roll_with_credits_writes_one_charge_entry(state: State) -> None:
+    sp = state.spend
+    await sp.add_credits("key:cr", 0.5, actor="ops", now=NOW)
+    acct = Account("key:cr", uses_credits=True)
+    r = await sp.roll([acct], None, 0.0, 0.0, 0.6, 2, NOW)
+    assert r.reservation is None and r.refusal is not None and r.refusal.code == "insufficient_credits"
+    r = await sp.roll([acct], None, 0.0, 0.0, 0.1, 2, NOW)
+    assert r.amount_usd == pytest.approx(0.25)
+    r2 = await sp.roll([acct], r.reservation, 0.123, 0.0, 0.0, 0, NOW + 1)
+    assert r2.reservation is None
+    assert await sp.balance("key:cr") == pytest.approx(0.377)
+    entries = await sp.credit_entries("key:cr")
+    assert [(e.kind, round(e.amount_usd, 9)) for e in entries] == [("charge", -0.123), ("topup", 0.5)]
+
+
+async def test_rolls_across_holders_never_overspend(state: State, backend: Backend) -> None:
+    """Four holders (workers) each admitting $0.01 calls against a $1 budget by rolling."""
+    handles = [state, await backend.open()]
+    acct = Account("key:share", budget_usd=1.0, budget_period="total")
+    served = 0
+
+    async def holder(i: int) -> None:
+        nonlocal served
+        sp = handles[i % 2].spend
+        res, held, spent = None, 0.0, 0.0
+        while True:
+            if spent + 0.01 > held + 1e-12:
+                r = await sp.roll([acct], res, spent, 0.0, 0.01, 16, NOW)
+                res, held, spent = r.reservation, r.amount_usd, 0.0
+                if r.refusal is not None:
+                    return
+            spent += 0.01
+            served += 1
+
+    try:
+        await asyncio.gather(*(holder(i) for i in range(4)))
+    finally:
+        await handles[1].close()
+    assert served == 100
+    assert await state.spend.spent("key:share", "total", NOW) == pytest.approx(1.0)

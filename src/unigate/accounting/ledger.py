@@ -29,6 +29,11 @@ class UsageRecord:
     endpoint: str
     model: str
     key_id: str | None = None
+    team: str | None = None
+    #: the `provider/model` that served (or was tried by) this attempt
+    served_model: str = ""
+    #: this attempt's number in its call (1 for the first)
+    attempt: int = 0
     deployment: str = ""
     provider: str = ""
     stream: bool = False
@@ -83,6 +88,8 @@ class Ledger:
         #: records handled between yields to the event loop, so a flush never stalls requests
         self._slice = slice_size
         self._sinks: list[Sink] = []
+        #: sinks that take a whole drain at once (one database transaction per flush)
+        self._batch_sinks: list[Sink] = []
         self._task: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self.dropped = 0
@@ -90,6 +97,9 @@ class Ledger:
 
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
+
+    def add_batch_sink(self, sink: Sink) -> None:
+        self._batch_sinks.append(sink)
 
     def add(self, rec: UsageRecord) -> None:
         if len(self._buf) >= self._max:
@@ -140,3 +150,8 @@ class Ledger:
                     await sink(part)
                 except Exception:  # a failing sink must not stop accounting for the others
                     log.exception("usage sink %r failed for %d records", sink, len(part))
+        for sink in self._batch_sinks:
+            try:
+                await sink(batch)
+            except Exception:  # the sink keeps what it could not write (persist.py)
+                log.exception("usage sink %r failed for %d records", sink, len(batch))

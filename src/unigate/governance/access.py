@@ -25,24 +25,32 @@ def permits(patterns: tuple[str, ...], name: str) -> bool:
     return any(p == name or fnmatchcase(name, p) for p in patterns)
 
 
+def _lists(principal: Principal) -> tuple[tuple[str, ...], ...]:
+    """The key's list and its team's: a call must pass each that is set."""
+    return tuple(m for m in (principal.models, principal.team_models) if m)
+
+
 def check_auto(principal: Principal, asked: str) -> None:
-    """A key with a models list must name `auto` (or the policy asked for) to use it."""
-    if principal.models and not (permits(principal.models, asked) or permits(principal.models, "auto")):
-        raise ModelNotAllowed(f"This key may not use {asked[:50]!r}.", param="model")
+    """A key (or team) with a models list must name `auto` (or the policy asked for) to use it."""
+    for patterns in _lists(principal):
+        if not (permits(patterns, asked) or permits(patterns, "auto")):
+            raise ModelNotAllowed(f"This key may not use {asked[:50]!r}.", param="model")
 
 
 def auto_permits(principal: Principal, public_id: str) -> bool:
     """Whether `auto` may pick `public_id` for this key: the key must allow `auto` (or the policy
     asked for), and its other patterns, if it has any, narrow the candidates."""
-    others = tuple(p for p in principal.models if not p.startswith("auto"))
-    return not others or permits(others, public_id)
+    for patterns in _lists(principal):
+        others = tuple(p for p in patterns if not p.startswith("auto"))
+        if others and not permits(others, public_id):
+            return False
+    return True
 
 
 def allowed(principal: Principal, asked: str, deployments: list[Deployment]) -> list[Deployment]:
-    patterns = principal.models
-    if permits(patterns, asked):
-        return deployments
-    kept = [d for d in deployments if permits(patterns, d.public_id)]
-    if not kept:
-        raise ModelNotAllowed(f"This key may not use the model {asked[:200]!r}.", param="model")
-    return kept
+    for patterns in _lists(principal):
+        if not permits(patterns, asked):
+            deployments = [d for d in deployments if permits(patterns, d.public_id)]
+            if not deployments:
+                raise ModelNotAllowed(f"This key may not use the model {asked[:200]!r}.", param="model")
+    return deployments

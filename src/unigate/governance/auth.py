@@ -11,6 +11,7 @@ from unigate.errors import Unauthenticated
 
 if TYPE_CHECKING:
     from unigate.governance.keys import KeyCache
+    from unigate.governance.terms import Terms
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,14 @@ class Principal:
     team: str | None = None
     #: what a virtual key may call: ids, aliases, group names, globs (`anthropic/*`); empty: all
     models: tuple[str, ...] = ()
+    #: what the key's team may call (the same forms); both lists must allow a call
+    team_models: tuple[str, ...] = ()
+    #: the key's limits, budgets and credits (None: nothing to enforce)
+    terms: Terms | None = None
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.models or self.team_models)
 
 
 ANONYMOUS = Principal(key_id=None, is_master=True)
@@ -54,9 +63,9 @@ class Authenticator:
         if hmac.compare_digest(key.encode(errors="surrogateescape"), self._master):
             return MASTER
         if self.keys is not None:
-            vk = await self.keys.lookup(key)
-            if vk is not None:
-                return Principal(key_id=vk.id, is_master=False, team=vk.team, models=tuple(vk.models))
+            principal = await self.keys.principal(key)
+            if principal is not None:
+                return principal
         # the same answer for a key that never existed, was revoked or expired: nothing to learn
         raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
 

@@ -12,8 +12,10 @@ import hashlib
 import time
 from collections.abc import Callable
 
+from unigate.governance.auth import Principal
+from unigate.governance.terms import terms_of
 from unigate.state.base import KeyStore
-from unigate.state.records import Key
+from unigate.state.records import Key, Team
 
 TTL = 1.0
 MAX_ENTRIES = 10_000
@@ -24,18 +26,34 @@ class KeyCache:
         self.store = store
         self._ttl = ttl
         self._now = now
-        self._entries: dict[str, tuple[float, Key | None]] = {}
+        self._entries: dict[str, tuple[float, Key | None, Principal | None]] = {}
 
     async def lookup(self, secret: str) -> Key | None:
+        return (await self._entry(secret))[0]
+
+    async def principal(self, secret: str) -> Principal | None:
+        """Who this secret is, with its team's model list and the key's terms, built once per
+        fill (the limits module reads them on every call)."""
+        return (await self._entry(secret))[1]
+
+    async def _entry(self, secret: str) -> tuple[Key | None, Principal | None]:
         digest = hashlib.sha256(secret.encode(errors="surrogateescape")).hexdigest()
         now = self._now()
         hit = self._entries.get(digest)
         if hit is not None and hit[0] > now:
             key = hit[1]
             # expiry is checked on every use, not only when the entry was filled
-            return key if key is None or key.active(time.time()) else None
+            if key is None or key.active(time.time()):
+                return key, hit[2]
+            return None, None
         key = await self.store.find_by_secret(secret)
+        principal = None
+        if key is not None:
+            team: Team | None = await self.store.get_team(key.team) if key.team else None
+            principal = Principal(key_id=key.id, is_master=False, team=key.team, models=tuple(key.models),
+                                  team_models=tuple(team.models) if team is not None else (),
+                                  terms=terms_of(key, team))
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()  # a flood of random secrets: start over rather than grow
-        self._entries[digest] = (now + self._ttl, key)
-        return key
+        self._entries[digest] = (now + self._ttl, key, principal)
+        return key, principal

@@ -8,7 +8,7 @@ An admitted call: `keys.find_by_secret` -> `limits.acquire` -> `spend.reserve`; 
 from unigate.state.base import KeyStore, LedgerStore, Limits, Spend
 from unigate.state.errors import Invalid, NotFound, StateError
 from unigate.state.factory import State, open_state
-from unigate.state.limit_types import Decision, Lease, Scope, ScopeFigures
+from unigate.state.limit_types import Decision, Grant, Lease, Scope, ScopeFigures
 from unigate.state.records import (
     AuditEntry,
     GroupBy,
@@ -21,13 +21,14 @@ from unigate.state.records import (
     UsageFilter,
     UsageRow,
 )
-from unigate.state.spend_types import Account, CreditEntry, Refusal, Reservation, period_start
+from unigate.state.spend_types import Account, CreditEntry, Refusal, Reservation, Roll, period_start
 
 __all__ = [
     "Account",
     "AuditEntry",
     "CreditEntry",
     "Decision",
+    "Grant",
     "GroupBy",
     "Invalid",
     "Key",
@@ -40,6 +41,7 @@ __all__ = [
     "Period",
     "Refusal",
     "Reservation",
+    "Roll",
     "Scope",
     "ScopeFigures",
     "Spend",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from unigate.state.limit_types import Decision, Lease, Scope
+from unigate.state.limit_types import Decision, Grant, Lease, Scope
 from unigate.state.records import (
     AuditEntry,
     GroupBy,
@@ -22,7 +22,7 @@ from unigate.state.records import (
     UsageFilter,
     UsageRow,
 )
-from unigate.state.spend_types import Account, CreditEntry, Refusal, Reservation
+from unigate.state.spend_types import Account, CreditEntry, Refusal, Reservation, Roll
 
 
 class KeyStore(Protocol):
@@ -74,6 +74,12 @@ class Limits(Protocol):
 
     async def acquire(self, scopes: Sequence[Scope], now: float) -> Decision: ...
 
+    async def take(self, scope: Scope, requests: int, tokens: int, now: float) -> Grant:
+        """Up to `requests` requests and `tokens` tokens of the scope's current window, at once:
+        as many as are left, counted as used. Refused (a grant of 0) when no request is left,
+        or fewer tokens than `scope.estimated_tokens` (the next call's estimate)."""
+        ...
+
     async def release(self, lease: Lease) -> None:
         """Give back the parallel slots of an admitted call when it ends."""
         ...
@@ -93,6 +99,19 @@ class Spend(Protocol):
     async def settle(self, reservation: Reservation, actual_usd: float, now: float) -> None:
         """Replace the reservation by the real charge. Settling twice charges once; settling an
         expired reservation still charges (the call happened)."""
+        ...
+
+    async def roll(
+        self,
+        accounts: Sequence[Account],
+        old: Reservation | None,
+        charge_usd: float,
+        keep_usd: float,
+        need_usd: float,
+        divisor: int,
+        now: float,
+    ) -> Roll:
+        """Charge a running reservation's calls and take the next one, atomically (sql_spend.py)."""
         ...
 
     async def add_credits(

@@ -63,6 +63,41 @@ class WindowState:
     tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A block of one scope's window taken at once (`Limits.take`): a worker spends it locally,
+    request by request, so the store is met once per block and not once per call. `requests`
+    is 0 when the scope refused: then `retry_after` says when the window resets."""
+
+    requests: int
+    tokens: int
+    window_start: float
+    figures: ScopeFigures
+    refused_limit: LimitName | None = None
+    retry_after: float = 0.0
+
+
+def grant_of(scope: Scope, requests: int, tokens: int, used_requests: int, used_tokens: int,
+             now: float) -> tuple[Grant, int, int]:
+    """The block a take of (requests, tokens) gets from a window that has used (used_requests,
+    used_tokens), and the window's counts after it. Shared by the SQL backends; the Redis Lua
+    script applies the same rules. A refused take counts nothing."""
+    ws = window_start(now)
+    reset = ws + WINDOW_SECONDS - now
+    r = requests if scope.rpm is None else min(requests, scope.rpm - used_requests)
+    t = tokens if scope.tpm is None else min(tokens, scope.tpm - used_tokens)
+    refused: LimitName | None = None
+    if r < 1:
+        refused = "rpm"
+    elif scope.tpm is not None and t < max(scope.estimated_tokens, 1):
+        refused = "tpm"
+    if refused is not None:
+        fig = figures_of(scope, used_requests, used_tokens, reset)
+        return Grant(0, 0, ws, fig, refused, reset), used_requests, used_tokens
+    r_after, t_after = used_requests + r, used_tokens + max(t, 0)
+    return Grant(r, max(t, 0), ws, figures_of(scope, r_after, t_after, reset)), r_after, t_after
+
+
 def window_start(now: float) -> float:
     return float(int(now // WINDOW_SECONDS) * int(WINDOW_SECONDS))
 

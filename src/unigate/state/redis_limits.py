@@ -20,6 +20,7 @@ from unigate.state.limit_types import (
     LEASE_SECONDS,
     WINDOW_SECONDS,
     Decision,
+    Grant,
     Lease,
     LimitName,
     Scope,
@@ -92,6 +93,27 @@ end
 return 0
 """
 
+# grant_of() in limit_types.py, in Lua: one block of one scope's window
+_TAKE = """
+local ws = ARGV[1]
+local rpm, tpm, want_r, want_t, est = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+local h = redis.call('HMGET', KEYS[1], 'w', 'r', 't')
+local r, t = 0, 0
+if h[1] == ws then r = tonumber(h[2]) or 0; t = tonumber(h[3]) or 0 end
+local gr, gt = want_r, want_t
+if rpm >= 0 then gr = math.min(want_r, rpm - r) end
+if tpm >= 0 then gt = math.min(want_t, tpm - t) end
+if gr < 1 then return {0, 0, 1, r, t} end
+if tpm >= 0 and gt < math.max(est, 1) then return {0, 0, 2, r, t} end
+if gt < 0 then gt = 0 end
+r = r + gr
+t = t + gt
+redis.call('HSET', KEYS[1], 'w', ws, 'r', r, 't', t)
+redis.call('EXPIRE', KEYS[1], ttl)
+return {gr, gt, 0, r, t}
+"""
+
 _LIMIT_NAMES: dict[int, LimitName] = {1: "rpm", 2: "tpm", 3: "max_parallel"}
 
 
@@ -106,6 +128,7 @@ class RedisLimits:
         self._lease_seconds = lease_seconds
         self._acquire = client.register_script(_ACQUIRE)
         self._adjust = client.register_script(_ADJUST)
+        self._take = client.register_script(_TAKE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "unigate:") -> RedisLimits:
@@ -137,6 +160,17 @@ class RedisLimits:
         limit = _LIMIT_NAMES[what]
         retry = 1.0 if limit == "max_parallel" else reset
         return Decision(False, figures, refused_scope=scopes[refused - 1].id, refused_limit=limit, retry_after=retry)
+
+    async def take(self, scope: Scope, requests: int, tokens: int, now: float) -> Grant:
+        ws = window_start(now)
+        args: list[Any] = [str(int(ws)), _off(scope.rpm), _off(scope.tpm), requests, tokens, scope.estimated_tokens,
+                           int(2 * WINDOW_SECONDS)]
+        r, t, what, used_r, used_t = (int(v) for v in await self._take(keys=[self._window_key(scope.id)], args=args))
+        reset = ws + WINDOW_SECONDS - now
+        fig = figures_of(scope, used_r, used_t, reset)
+        if what:
+            return Grant(0, 0, ws, fig, _LIMIT_NAMES[what], reset)
+        return Grant(r, t, ws, fig)
 
     async def release(self, lease: Lease) -> None:
         if not lease.scope_ids:

@@ -58,6 +58,19 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
+class Roll:
+    """What `Spend.roll` answers: the holder's new reservation (None when it holds nothing now)
+    and, when the extra it needed was not there, why (the reservation then covers only `keep`)."""
+
+    reservation: Reservation | None
+    refusal: Refusal | None = None
+
+    @property
+    def amount_usd(self) -> float:
+        return 0.0 if self.reservation is None else self.reservation.amount_usd
+
+
+@dataclass(frozen=True, slots=True)
 class CreditEntry:
     time: float
     account_id: str

@@ -13,7 +13,17 @@ import secrets
 from collections.abc import Sequence
 
 from unigate.state.db import Database, Row, Sql, placeholders
-from unigate.state.limit_types import LEASE_SECONDS, Decision, Lease, Scope, WindowState, judge, window_start
+from unigate.state.limit_types import (
+    LEASE_SECONDS,
+    Decision,
+    Grant,
+    Lease,
+    Scope,
+    WindowState,
+    grant_of,
+    judge,
+    window_start,
+)
 
 _UPSERT = (
     "INSERT INTO rate_windows (scope_id, window_start, requests, tokens) VALUES (?, ?, ?, ?) "
@@ -76,6 +86,20 @@ class SqlLimits:
             return decision, writes
 
         return await self._db.atomic(_locks(ids), reads, decide, durable=False)
+
+    async def take(self, scope: Scope, requests: int, tokens: int, now: float) -> Grant:
+        ws = window_start(now)
+        read = Sql("SELECT window_start, requests, tokens FROM rate_windows WHERE scope_id = ?", (scope.id,))
+
+        def decide(rows: list[list[Row]]) -> tuple[Grant, Sequence[Sql]]:
+            st = rows[0][0] if rows[0] else None
+            r, t = (int(st[1]), int(st[2])) if st is not None and float(st[0]) == ws else (0, 0)
+            grant, r_after, t_after = grant_of(scope, requests, tokens, r, t, now)
+            if not grant.requests:
+                return grant, ()
+            return grant, [Sql(_UPSERT, (scope.id, ws, r_after, t_after))]
+
+        return await self._db.atomic(_locks([scope.id]), [read], decide, durable=False)
 
     async def release(self, lease: Lease) -> None:
         if not lease.scope_ids:

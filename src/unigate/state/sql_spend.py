@@ -23,6 +23,7 @@ from unigate.state.spend_types import (
     CreditKind,
     Refusal,
     Reservation,
+    Roll,
     period_start,
     to_nanos,
     to_usd,
@@ -184,3 +185,109 @@ class SqlSpend:
             Sql("DELETE FROM settlements WHERE time < ?", (now - SETTLED_KEEP_SECONDS,)),
         ]
         await self._db.atomic(["sp:prune"], (), lambda _rows: (None, writes))
+
+    async def roll(
+        self,
+        accounts: Sequence[Account],
+        old: Reservation | None,
+        charge_usd: float,
+        keep_usd: float,
+        need_usd: float,
+        divisor: int,
+        now: float,
+    ) -> Roll:
+        """Settle a holder's running reservation and take its next one, in one transaction.
+
+        A worker holds one reservation per set of accounts and admits calls against it locally
+        (governance/purse.py). Rolling charges what those calls cost (`charge_usd`, to the period
+        the old reservation was taken in), keeps `keep_usd` reserved for the calls still in
+        flight, and adds an extra share of what is free: a 1/`divisor` part of it, at least
+        `need_usd` (the next call's worst case), at most all of it. When less than `need_usd` is
+        free the answer carries the refusal, and the reservation covers `keep_usd` only. `divisor`
+        0 releases: no extra, only `keep_usd` stays reserved. Rolling the same `old` twice charges
+        it once (its settlement marker)."""
+        accounts = tuple(accounts)
+        ids = [a.id for a in accounts]
+        charge, keep, need = to_nanos(charge_usd), to_nanos(keep_usd), to_nanos(need_usd)
+        capped = [a for a in accounts if a.budget_usd is not None]
+        paying = [a.id for a in accounts if a.uses_credits]
+        old_id = old.id if old is not None else ""
+        parts = [
+            "SELECT 'r', account_id, sum(CASE WHEN expires_at > ? AND id <> ? THEN amount_nanos ELSE 0 END), "
+            "sum(CASE WHEN expires_at > ? THEN 0 ELSE 1 END) FROM reservations "
+            f"WHERE account_id IN ({placeholders(len(ids))}) GROUP BY account_id"
+        ]
+        args: list[object] = [now, old_id, now, *ids]
+        for a in capped:
+            parts.append(
+                "SELECT 's', account_id, spent_nanos, 0 FROM period_spend "
+                "WHERE account_id = ? AND period = ? AND period_start = ?"
+            )
+            args += [a.id, a.budget_period, period_start(a.budget_period, now)]
+        if paying:
+            parts.append(
+                f"SELECT 'b', account_id, balance_nanos, 0 FROM credit_balances WHERE account_id IN ({placeholders(len(paying))})"
+            )
+            args += paying
+        reads = [Sql(" UNION ALL ".join(parts), args)]
+        if old is not None:
+            # the marker's insert is a read: it returns the row only if this is old's first settlement
+            reads.append(Sql(
+                "INSERT INTO settlements (id, time, amount_nanos) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+                (old.id, now, charge),
+            ))  # fmt: skip
+        new_id = secrets.token_hex(12)
+
+        def decide(rows: list[list[Row]]) -> tuple[Roll, Sequence[Sql]]:
+            pending = {r[1]: int(r[2]) for r in rows[0] if r[0] == "r"}
+            expired = sum(int(r[3]) for r in rows[0] if r[0] == "r")
+            spent = {r[1]: int(r[2]) for r in rows[0] if r[0] == "s"}
+            balances = {r[1]: int(r[2]) for r in rows[0] if r[0] == "b"}
+            charging = old is not None and bool(rows[1]) and charge > 0
+            writes: list[Sql] = []
+            if old is not None:
+                writes.append(Sql(f"DELETE FROM reservations WHERE account_id IN ({placeholders(len(ids))}) AND id = ?", [*ids, old.id]))
+            if charging:
+                assert old is not None
+                writes.append(Sql(_ADD_SPEND, [
+                    (a.id, a.budget_period, period_start(a.budget_period, old.created_at), charge) for a in accounts
+                ], many=True))  # fmt: skip
+                if paying:
+                    writes.append(Sql(_ENTRY, [(now, i, "charge", -charge, "gateway", "", old.id) for i in paying], many=True))
+                    writes.append(Sql(_ADD_BALANCE, [(i, -charge) for i in paying], many=True))
+            refusal: Refusal | None = None
+            free: int | None = None
+            for a in capped:
+                budget = to_nanos(cast(float, a.budget_usd))
+                used = spent.get(a.id, 0) + pending.get(a.id, 0)
+                if charging and old is not None and period_start(a.budget_period, old.created_at) == period_start(a.budget_period, now):
+                    used += charge
+                f = budget - used
+                if free is None or f < free:
+                    free = f
+                if f - keep < need and refusal is None:
+                    refusal = Refusal("budget_exceeded", a.id, to_usd(budget), to_usd(max(0, f - keep)))
+            for a_id in paying:
+                bal = balances.get(a_id, 0) - (charge if charging else 0)
+                f = bal - pending.get(a_id, 0)
+                if free is None or f < free:
+                    free = f
+                if f - keep < need and refusal is None:
+                    refusal = Refusal("insufficient_credits", a_id, to_usd(bal), to_usd(max(0, f - keep)))
+            if refusal is not None or free is None or divisor <= 0:
+                amount = keep  # refused, or a release (divisor 0): no extra
+            else:
+                avail = free - keep
+                amount = keep + min(avail, max(need, avail // max(1, divisor)))
+            reservation = None
+            if amount > 0:
+                reservation = Reservation(new_id, accounts, to_usd(amount), now, now + self._ttl)
+                writes.append(Sql(
+                    "INSERT INTO reservations (account_id, id, amount_nanos, expires_at) VALUES (?, ?, ?, ?)",
+                    [(i, new_id, amount, reservation.expires_at) for i in ids], many=True,
+                ))  # fmt: skip
+            if expired:
+                writes.insert(0, Sql(f"DELETE FROM reservations WHERE account_id IN ({placeholders(len(ids))}) AND expires_at <= ?", [*ids, now]))
+            return Roll(reservation, refusal), writes
+
+        return await self._db.atomic(_locks(ids), reads, decide)

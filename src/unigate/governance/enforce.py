@@ -1,0 +1,222 @@
+"""Enforcement at admit, settlement after: a virtual key's rpm/tpm (quota.py), max_parallel (a
+slot per call in the store), budgets and credits (purse.py), for one call.
+
+`admit` runs after the plan (it needs the deployments to price the call's worst case) and before
+the first attempt; everything it takes is given back if a later check refuses, so a refused call
+counts against nothing. `finish` runs when the call is over — a stream at its end or when the
+client left (the upstream is still read for its usage, streams.py) — and charges what the call
+used: the cost of every attempt with a usage, at catalog price (plus the configured markup),
+and the worst case of an answered attempt whose usage never came (fail closed: a provider bills
+what it generated). A periodic task pushes the spend and the tokens owed to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from unigate import catalog
+from unigate.accounting import pricing
+from unigate.accounting.ledger import UsageRecord
+from unigate.canonical.types import JSON
+from unigate.config import GovernanceConfig
+from unigate.errors import Forbidden, RateLimited
+from unigate.governance.purse import Purse, Purses
+from unigate.governance.quota import Quotas, Taken
+from unigate.governance.terms import Terms
+from unigate.providers.base import NOT_LOOKED_UP, Deployment
+from unigate.state.factory import State
+from unigate.state.limit_types import Lease
+
+log = logging.getLogger("unigate.governance")
+
+
+class PriceUnknown(Forbidden):
+    default_code = "model_price_unknown"
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What one admitted call holds, and what it has used so far."""
+
+    terms: Terms
+    tokens: int
+    worst: float
+    taken: Taken | None = None
+    purse: Purse | None = None
+    lease: Lease | None = None
+    cost: float = 0.0
+    used_tokens: int = 0
+    #: the worst case of one attempt on each deployment, for an answer whose usage never came
+    worst_of: dict[str, float] | None = None
+    markup: float = 1.0
+
+    def add(self, dep: Deployment, rec: UsageRecord) -> None:
+        """One attempt's usage (called for every attempt, failed or not)."""
+        if rec.usage_known:
+            self.cost += (rec.cost_usd or 0.0) * self.markup
+            self.used_tokens += rec.prompt_tokens + rec.completion_tokens
+        elif rec.status == 200 and self.worst_of is not None:
+            # answered, but the usage never came (a stream cut short): charge the worst case
+            self.cost += self.worst_of.get(dep.id, self.worst)
+            self.used_tokens += self.tokens
+
+
+class Enforcer:
+    def __init__(self, state: State, cfg: GovernanceConfig, shares: int) -> None:
+        self.state = state
+        self.cfg = cfg
+        self.quotas = Quotas(state.limits, shares)
+        self.purses = Purses(state.spend, shares)
+        self._markup = 1.0 + cfg.markup
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ the call
+
+    async def admit(self, terms: Terms, body: JSON, size: int,
+                    deployments: list[Deployment]) -> tuple[Ticket, list[Deployment]]:
+        """Take what the call needs from each limit, or raise (429, 402, 403) holding nothing."""
+        now = time.time()
+        out = _max_output(body)
+        prompt = size // 4
+        ticket = Ticket(terms, prompt + (out or 0) if terms.counts_tokens else 0, 0.0, markup=self._markup)
+        if terms.accounts:
+            deployments, ticket.worst_of = self._priced(deployments, prompt, out)
+            ticket.worst = max(ticket.worst_of.values(), default=0.0)
+        try:
+            if terms.rated:
+                ticket.taken = await self.quotas.admit(terms.rated, ticket.tokens, now)
+            if terms.accounts:
+                ticket.purse = await self.purses.admit(terms.accounts, ticket.worst, now)
+            if terms.parallel:
+                d = await self.state.limits.acquire(terms.parallel, now)
+                if not d.allowed:
+                    limit = next(s.max_parallel for s in terms.parallel if s.id == d.refused_scope)
+                    kind, _, name = (d.refused_scope or "").partition(":")
+                    raise RateLimited(f"Too many calls in flight for {kind} {name}: {limit} at a time.",
+                                      retry_after=d.retry_after)
+                ticket.lease = d.lease
+        except BaseException:
+            await self._give_back(ticket)
+            raise
+        return ticket, deployments
+
+    def _priced(self, deployments: list[Deployment], prompt: int,
+                out: int | None) -> tuple[list[Deployment], dict[str, float]]:
+        """The deployments whose worst case is known, and that worst case each. A model with no
+        known price is never served at $0 to a key with a budget or credits (unless allowed)."""
+        worst: dict[str, float] = {}
+        kept: list[Deployment] = []
+        for d in deployments:
+            w = self.worst_cost(d, prompt, out)
+            if w is None:
+                if not self.cfg.allow_unpriced:
+                    continue
+                w = 0.0
+            worst[d.id] = w * self._markup
+            kept.append(d)
+        if not kept:
+            raise PriceUnknown(f"{deployments[0].public_id if deployments else 'This model'} has no known price, and "
+                               "this key has a budget or pays with credits: the gateway does not serve it at $0.",
+                               param="model")
+        return kept, worst
+
+    def worst_cost(self, d: Deployment, prompt: int, out: int | None) -> float | None:
+        info = d.catalog_info
+        if info is NOT_LOOKED_UP:
+            info = d.catalog_info = catalog.lookup(d.provider.preset.id, d.model)
+        if out is None:
+            out = (info.max_output if info is not None else None) or self.cfg.default_max_tokens
+        counts = (prompt, out, 0, 0, 0, 0, 0)
+        if d.input_price is not None or d.output_price is not None:
+            return pricing.cost_of(d.provider.preset.id, d.model, counts, (d.input_price, d.output_price))
+        if pricing.rate_for(d.provider.preset.id, d.model) is None:
+            return None
+        return pricing.cost_of(d.provider.preset.id, d.model, counts)
+
+    async def finish(self, ticket: Ticket) -> None:
+        if ticket.taken is not None:
+            self.quotas.settle(ticket.terms.rated, ticket.taken, ticket.used_tokens)
+        if ticket.purse is not None:
+            self.purses.settle(ticket.purse, ticket.worst, ticket.cost)
+        if ticket.lease is not None:
+            lease, ticket.lease = ticket.lease, None
+            await self.state.limits.release(lease)
+
+    async def _give_back(self, ticket: Ticket) -> None:
+        """A refused call: what the earlier checks took goes back (nothing was used)."""
+        if ticket.taken is not None:
+            self.quotas.give_back(ticket.terms.rated, ticket.taken)
+            ticket.taken = None
+        if ticket.purse is not None:
+            self.purses.settle(ticket.purse, ticket.worst, 0.0)
+            ticket.purse = None
+        if ticket.lease is not None:
+            await self.state.limits.release(ticket.lease)
+            ticket.lease = None
+
+    def headers(self, ticket: Ticket) -> dict[str, str] | None:
+        """OpenAI's x-ratelimit-* headers for the tightest rpm/tpm scope of the call."""
+        if not ticket.terms.rated:
+            return None
+        fig = self.quotas.figures(ticket.terms.rated, time.time())
+        if fig is None:
+            return None
+        h: dict[str, str] = {}
+        reset = _duration(fig.reset_seconds)
+        if fig.limit_requests is not None:
+            h["x-ratelimit-limit-requests"] = str(fig.limit_requests)
+            h["x-ratelimit-remaining-requests"] = str(fig.remaining_requests)
+            h["x-ratelimit-reset-requests"] = reset
+        if fig.limit_tokens is not None:
+            h["x-ratelimit-limit-tokens"] = str(fig.limit_tokens)
+            h["x-ratelimit-remaining-tokens"] = str(fig.remaining_tokens)
+            h["x-ratelimit-reset-tokens"] = reset
+        return h
+
+    # ------------------------------------------------------------------ the background
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.flush_interval)
+            try:
+                await self.flush()
+            except Exception:  # a store that is down for a moment: the next flush tries again
+                log.exception("pushing spend and token counts to the state store failed")
+
+    async def flush(self) -> None:
+        now = time.time()
+        await self.quotas.flush(now)
+        await self.purses.flush(now)
+
+    async def close(self) -> None:
+        """Push everything and give every reservation back (shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        now = time.time()
+        await self.quotas.flush(now)
+        await self.purses.close(now)
+
+
+def _max_output(body: JSON) -> int | None:
+    v = body.get("max_completion_tokens") or body.get("max_tokens")
+    return v if type(v) is int and v > 0 else None
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's spelling of a reset: 1s, 6m0s, 20ms."""
+    if seconds < 1:
+        return f"{int(seconds * 1000)}ms"
+    s = int(seconds + 0.5)
+    return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
