@@ -480,3 +480,30 @@ def test_query_limit() -> None:
     for bad in ("0", "1001", "-1", "x", "1.5", "²", ""):
         with pytest.raises(InvalidRequest):
             adm.query_limit({"limit": bad}, default=100)
+
+
+async def test_a_top_up_and_its_audit_row_commit_together(tmp_path: Any) -> None:
+    """With the audit INSERT made to fail, the credit entry and the balance are rolled back too."""
+    from unigate.state.db import Sql
+
+    st = await open_state(str(tmp_path / "t.db"), None, None)
+    try:
+        assert await st.spend.add_credits("team:t", 3.0, actor="master", note="n", now=DAY0) == 3.0
+        [row] = await st.keys.list_audit(target="team:t")
+        assert (row.time, row.actor, row.action, row.details) == (DAY0, "master", "credits.add",
+                                                                  {"amount_usd": 3.0, "note": "n"})
+        await st.db.atomic(["admin"], [], lambda _rows: (None, [Sql("DROP TABLE audit")]))
+        with pytest.raises(Exception):  # noqa: B017 - the engine's own error for the missing table
+            await st.spend.add_credits("team:t", 1.0, actor="master", now=DAY0 + 1)
+        assert await st.spend.balance("team:t") == 3.0
+        assert len(await st.spend.credit_entries("team:t")) == 1
+    finally:
+        await st.close()
+
+
+def test_param_of_store_messages() -> None:
+    assert adm._param_of("models must be a list of model ids, aliases or patterns") == "models"
+    assert adm._param_of("unknown field(s): colour, size") == "colour"
+    assert adm._param_of("team 'eng' already exists") == "id"
+    assert adm._param_of("team 'x' does not exist") is None
+    assert adm._param_of("key 'k' is revoked") is None
