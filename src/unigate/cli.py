@@ -1,4 +1,5 @@
-"""The `unigate` command: serve, providers, models, version."""
+"""The `unigate` command: serve, providers, models, status, and the admin API of a running gateway
+(keys, teams, credits, usage, audit)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,13 @@ class AdminError(Exception):
 
 def _admin(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> Any:
     """One call to a running gateway's admin API, with the master key from the environment or config."""
+    import json
+
+    return json.loads(_admin_raw(args, method, path, body))
+
+
+def _admin_raw(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> bytes:
+    """As `_admin`, the answer's body as it came (a CSV report is not JSON)."""
     import http.client
     import json
     from urllib.parse import urlsplit
@@ -120,7 +128,7 @@ def _admin(args: argparse.Namespace, method: str, path: str, body: dict[str, obj
         raise AdminError(f"no gateway answers at {url.geturl()}: {e.strerror or e}") from None
     if r.status >= 300:
         raise AdminError(f"{url.geturl()} answered HTTP {r.status}: {data[:300].decode(errors='replace')}")
-    return json.loads(data)
+    return data
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -155,6 +163,107 @@ def cmd_keys(args: argparse.Namespace) -> int:
     import json
 
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def _quote(segment: str) -> str:
+    """A path segment as typed (a team id, an account "team:t1"), escaped so it stays one segment."""
+    from urllib.parse import quote
+
+    return quote(segment, safe=":")
+
+
+def _print_json(obj: Any) -> None:
+    import json
+
+    print(json.dumps(obj, indent=2))
+
+
+def _when(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_teams(args: argparse.Namespace) -> int:
+    """Teams through a running gateway's admin API."""
+    fields: dict[str, object] = {}
+    if getattr(args, "id_", None) is not None:
+        fields["id"] = args.id_
+    if getattr(args, "name", None) is not None:
+        fields["name"] = args.name
+    if getattr(args, "models", None) is not None:
+        fields["models"] = [m for m in args.models.split(",") if m]
+    act = args.action
+    if act == "create":
+        out = _admin(args, "POST", "/admin/teams", fields)
+    elif act == "list":
+        out = _admin(args, "GET", "/admin/teams")
+        rows: list[tuple[object, ...]] = [("ID", "NAME", "MODELS", "CREATED")]
+        rows += [(t["id"], t["name"], ",".join(t["models"]) or "*", _when(t["created_at"])) for t in out["data"]]
+        _table(rows)
+        return 0
+    elif act == "show":
+        out = _admin(args, "GET", f"/admin/teams/{_quote(args.id)}")
+    else:
+        out = _admin(args, "PATCH", f"/admin/teams/{_quote(args.id)}", fields)
+    _print_json(out)
+    return 0
+
+
+def cmd_credits(args: argparse.Namespace) -> int:
+    """Credit top-ups and balances of "key:<id>" or "team:<id>"."""
+    if args.action == "add":
+        body: dict[str, object] = {"account": args.account, "amount_usd": args.amount}
+        if args.note is not None:
+            body["note"] = args.note
+        _print_json(_admin(args, "POST", "/admin/credits", body))
+        return 0
+    out = _admin(args, "GET", f"/admin/credits/{_quote(args.account)}?limit={args.limit}")
+    print(f"{out['account']}: balance {out['balance_usd']:.6f} USD")
+    if out["entries"]:
+        rows: list[tuple[object, ...]] = [("TIME (UTC)", "KIND", "AMOUNT USD", "ACTOR", "NOTE")]
+        rows += [(_when(e["time"]), e["kind"], f"{e['amount_usd']:+.6f}", e["actor"], e["note"] or "-")
+                 for e in out["entries"]]
+        _table(rows)
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Usage totals from the ledger: a table, or the gateway's CSV as it answers it."""
+    from urllib.parse import urlencode
+
+    query = {name: value for name, value in (
+        ("since", args.since), ("until", args.until), ("group_by", args.group_by), ("key_id", args.key),
+        ("team", args.team), ("model", args.model), ("provider", args.provider),
+    ) if value is not None}  # fmt: skip
+    if args.csv:
+        query["format"] = "csv"
+        sys.stdout.write(_admin_raw(args, "GET", "/admin/usage?" + urlencode(query)).decode())
+        return 0
+    out = _admin(args, "GET", "/admin/usage?" + urlencode(query))
+    print(f"{_when(out['since'])} to {_when(out['until'])} UTC, by {out['group_by']}")
+    rows: list[tuple[object, ...]] = [(out["group_by"].upper(), "REQUESTS", "INPUT", "OUTPUT", "CACHED", "REASONING",
+                                       "COST USD", "ERRORS")]
+    rows += [(b["group"] or "-", b["requests"], b["input_tokens"], b["output_tokens"], b["cached_tokens"],
+              b["reasoning_tokens"], f"{b['cost_usd']:.6f}", b["errors"]) for b in out["data"]]
+    _table(rows)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The admin audit trail, newest first."""
+    import json
+    from urllib.parse import urlencode
+
+    query: dict[str, object] = {"limit": args.limit}
+    if args.target is not None:
+        query["target"] = args.target
+    out = _admin(args, "GET", "/admin/audit?" + urlencode(query))
+    rows: list[tuple[object, ...]] = [("TIME (UTC)", "ACTOR", "ACTION", "TARGET", "DETAILS")]
+    rows += [(_when(e["time"]), e["actor"], e["action"], e["target"], json.dumps(e["details"], sort_keys=True))
+             for e in out["data"]]
+    _table(rows)
     return 0
 
 
@@ -211,6 +320,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         if action == "rotate":
             k.add_argument("--grace", type=float, default=0.0, help="seconds the old secret keeps working")
         k.set_defaults(fn=cmd_keys)
+
+    def admin_cmd(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        with_config(p).add_argument("--url", help="the gateway (default http://127.0.0.1:<server.port>)")
+        return p
+
+    tp = sub.add_parser("teams", help="teams, through a running gateway (master key from UNIGATE_MASTER_KEY)")
+    ts = tp.add_subparsers(dest="action", required=True)
+    for action in ("create", "list", "show", "update"):
+        t = admin_cmd(ts.add_parser(action))
+        if action in ("show", "update"):
+            t.add_argument("id")
+        if action == "create":
+            t.add_argument("--id", dest="id_", help="the team's id (default: a generated team_...)")
+        if action in ("create", "update"):
+            t.add_argument("--name")
+            t.add_argument("--models", help="comma-separated ids, aliases or globs (anthropic/*)")
+        t.set_defaults(fn=cmd_teams)
+    cp = sub.add_parser("credits", help="credit top-ups and balances, through a running gateway")
+    cs = cp.add_subparsers(dest="action", required=True)
+    c = admin_cmd(cs.add_parser("add", help="a top-up (a negative AMOUNT: an adjustment)"))
+    c.add_argument("account", help="key:<id> or team:<id>")
+    c.add_argument("amount", type=float, help="US dollars")
+    c.add_argument("--note")
+    c.set_defaults(fn=cmd_credits)
+    c = admin_cmd(cs.add_parser("show", help="the balance and the newest entries"))
+    c.add_argument("account", help="key:<id> or team:<id>")
+    c.add_argument("--limit", type=int, default=20, help="entries to show (default 20)")
+    c.set_defaults(fn=cmd_credits)
+    u = admin_cmd(sub.add_parser("usage", help="usage totals from a running gateway's ledger"))
+    u.add_argument("--since", help="epoch seconds or an ISO-8601 date/datetime, UTC (default: 30 days before --until)")
+    u.add_argument("--until", help="the same, exclusive (default: now)")
+    u.add_argument("--group-by", choices=("key", "team", "model", "provider", "day"), help="default: model")
+    u.add_argument("--key", help="only this key id")
+    u.add_argument("--team", help="only this team")
+    u.add_argument("--model", help="only this served model")
+    u.add_argument("--provider", help="only this provider")
+    u.add_argument("--csv", action="store_true", help="print the CSV report instead of a table")
+    u.set_defaults(fn=cmd_usage)
+    a = admin_cmd(sub.add_parser("audit", help="the admin audit trail of a running gateway, newest first"))
+    a.add_argument("--target", help="only this key id, team id or credit account")
+    a.add_argument("--limit", type=int, default=100, help="rows (1 to 1000, default 100)")
+    a.set_defaults(fn=cmd_audit)
     args = ap.parse_args(argv)
     try:
         return int(args.fn(args))

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from unigate.state.audit_sql import audit_insert as _audit
 from unigate.state.db import Database, Row, Sql, placeholders
 from unigate.state.errors import Invalid, NotFound
 from unigate.state.fields import KEY_FIELDS, TEAM_FIELDS, check, dump_json, opt_float, opt_int
@@ -61,13 +62,6 @@ def _team_values(t: Team) -> list[Any]:
         t.name, dump_json(t.models), t.rpm, t.tpm, t.max_parallel, opt_float(t.budget_usd), t.budget_period,
         dump_json(t.metadata),
     ]  # fmt: skip
-
-
-def _audit(now: float, actor: str, action: str, target: str, details: dict[str, Any]) -> Sql:
-    return Sql(
-        "INSERT INTO audit (time, actor, action, target, details) VALUES (?, ?, ?, ?, ?)",
-        (now, actor, action, target, dump_json(details)),
-    )
 
 
 def _team_exists(team: str | None) -> Sql:

@@ -9,11 +9,13 @@ reservation makes settle idempotent.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Sequence
 from typing import cast
 
+from unigate.state.audit_sql import audit_insert
 from unigate.state.db import Database, Row, Sql, placeholders
 from unigate.state.records import Period
 from unigate.state.spend_types import (
@@ -140,15 +142,22 @@ class SqlSpend:
     async def add_credits(
         self, account_id: str, usd: float, *, actor: str, note: str = "", now: float | None = None
     ) -> float:
+        if not math.isfinite(usd):  # to_nanos would raise an OverflowError for inf, a ValueError for NaN
+            raise ValueError("a credit entry needs a finite amount")
         amount = to_nanos(usd)
         if amount == 0:
             raise ValueError("a credit entry needs a non-zero amount")
         t = time.time() if now is None else now
         kind = "topup" if amount > 0 else "adjustment"
+        # the audit row commits with the entry: a top-up is never on the books without its trail
+        audit = audit_insert(t, actor, "credits.add", account_id, {"amount_usd": to_usd(amount), "note": note})
 
         def decide(rows: list[list[Row]]) -> tuple[float, Sequence[Sql]]:
             before = int(rows[0][0][0]) if rows[0] else 0
-            writes = [Sql(_ENTRY, (t, account_id, kind, amount, actor, note, None)), Sql(_ADD_BALANCE, (account_id, amount))]
+            writes = [
+                Sql(_ENTRY, (t, account_id, kind, amount, actor, note, None)), Sql(_ADD_BALANCE, (account_id, amount)),
+                audit,
+            ]  # fmt: skip
             return to_usd(before + amount), writes
 
         read = Sql("SELECT balance_nanos FROM credit_balances WHERE account_id = ?", (account_id,))
