@@ -142,6 +142,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         fields["models"] = [m for m in args.models.split(",") if m]
     if getattr(args, "expires_at", None) is not None:
         fields["expires_at"] = args.expires_at
+    fields.update(_limit_fields(args))
+    if getattr(args, "credits", None) is not None:
+        fields["credits_usd"] = args.credits
     act = args.action
     if act == "create":
         out = _admin(args, "POST", "/admin/keys", fields)
@@ -185,6 +188,37 @@ def _when(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+_LIMIT_FLAGS = (("rpm", "rpm"), ("tpm", "tpm"), ("max_parallel", "max_parallel"), ("budget", "budget_usd"),
+                ("budget_period", "budget_period"), ("uses_credits", "uses_credits"))
+
+
+def _limit_fields(args: argparse.Namespace) -> dict[str, object]:
+    """--rpm/--tpm/--max-parallel/--budget/--budget-period/--uses-credits; "none" turns one off."""
+    out: dict[str, object] = {}
+    for flag, name in _LIMIT_FLAGS:
+        v = getattr(args, flag, None)
+        if v is not None:
+            out[name] = None if v == "none" else v
+    return out
+
+
+def _add_limit_flags(p: argparse.ArgumentParser, *, key: bool) -> None:
+    def int_or_none(v: str) -> int | str:
+        return v if v == "none" else int(v)
+
+    def usd_or_none(v: str) -> float | str:
+        return v if v == "none" else float(v)
+
+    p.add_argument("--rpm", type=int_or_none, help="requests per minute ('none': no limit)")
+    p.add_argument("--tpm", type=int_or_none, help="tokens per minute ('none': no limit)")
+    p.add_argument("--max-parallel", type=int_or_none, help="calls in flight at once ('none': no limit)")
+    p.add_argument("--budget", type=usd_or_none, help="USD per budget period ('none': no budget)")
+    p.add_argument("--budget-period", choices=("daily", "weekly", "monthly", "total"))
+    if key:
+        p.add_argument("--uses-credits", action=argparse.BooleanOptionalAction, default=None,
+                       help="pay the calls from the key's credit balance")
+
+
 def cmd_teams(args: argparse.Namespace) -> int:
     """Teams through a running gateway's admin API."""
     fields: dict[str, object] = {}
@@ -194,6 +228,7 @@ def cmd_teams(args: argparse.Namespace) -> int:
         fields["name"] = args.name
     if getattr(args, "models", None) is not None:
         fields["models"] = [m for m in args.models.split(",") if m]
+    fields.update(_limit_fields(args))
     act = args.action
     if act == "create":
         out = _admin(args, "POST", "/admin/teams", fields)
@@ -317,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             k.add_argument("--team")
             k.add_argument("--models", help="comma-separated ids, aliases or globs (anthropic/*)")
             k.add_argument("--expires-at", type=float, help="epoch seconds")
+            _add_limit_flags(k, key=True)
+        if action == "create":
+            k.add_argument("--credits", type=float, help="a first top-up in USD (pays the key's calls)")
         if action == "rotate":
             k.add_argument("--grace", type=float, default=0.0, help="seconds the old secret keeps working")
         k.set_defaults(fn=cmd_keys)
@@ -336,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if action in ("create", "update"):
             t.add_argument("--name")
             t.add_argument("--models", help="comma-separated ids, aliases or globs (anthropic/*)")
+            _add_limit_flags(t, key=False)
         t.set_defaults(fn=cmd_teams)
     cp = sub.add_parser("credits", help="credit top-ups and balances, through a running gateway")
     cs = cp.add_subparsers(dest="action", required=True)

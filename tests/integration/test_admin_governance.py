@@ -104,8 +104,9 @@ async def test_team_errors(gw: RunningGateway) -> None:
         ({"name": "  "}, "name"),
         ({"name": "x", "models": "openai/*"}, "models"),
         ({"name": "x", "colour": "red"}, "colour"),
-        ({"name": "x", "rpm": 10}, "rpm"),              # not enforced yet: not stored either
-        ({"name": "x", "budget_usd": 5}, "budget_usd"),
+        ({"name": "x", "rpm": -1}, "rpm"),
+        ({"name": "x", "budget_usd": "5"}, "budget_usd"),
+        ({"name": "x", "budget_period": "hourly"}, "budget_period"),
     ]
     for body, param in cases:
         status, answer = await admin(gw, "POST", "/admin/teams", body)
@@ -113,8 +114,8 @@ async def test_team_errors(gw: RunningGateway) -> None:
         assert answer["error"]["param"] == param, (body, answer)
     status, answer = await admin(gw, "PATCH", "/admin/teams/eng", {"id": "other"})
     assert status == 400 and answer["error"]["param"] == "id"
-    status, answer = await admin(gw, "PATCH", "/admin/teams/eng", {"tpm": 1})
-    assert status == 400 and "not enforced" in answer["error"]["message"]
+    status, answer = await admin(gw, "PATCH", "/admin/teams/eng", {"tpm": 1, "budget_usd": 5})
+    assert status == 200 and (answer["tpm"], answer["budget_usd"]) == (1, 5)
     status, answer = await admin(gw, "POST", "/admin/teams", raw=b"[1]")
     assert status == 400
     assert [t["id"] for t in (await admin(gw, "GET", "/admin/teams"))[1]["data"]] == ["eng"]

@@ -144,3 +144,13 @@ async def test_keys_cli(gw: RunningGateway, capsys: pytest.CaptureFixture[str], 
     assert orjson.loads(capsys.readouterr().out)["revoked_at"]
     assert await asyncio.to_thread(main, ["keys", "show", "--url", gw.url, "key_missing"]) == 1
     assert "404" in capsys.readouterr().err
+    # limits, a budget and a first top-up from the command line; "none" turns a limit off
+    assert await asyncio.to_thread(main, ["keys", "create", "--url", gw.url, "--name", "paid", "--rpm", "60",
+                                          "--budget", "2.5", "--budget-period", "daily", "--credits", "3"]) == 0
+    paid = orjson.loads(capsys.readouterr().out)
+    assert (paid["rpm"], paid["budget_usd"], paid["budget_period"], paid["uses_credits"], paid["balance_usd"]) == (
+        60, 2.5, "daily", True, 3.0)
+    assert await asyncio.to_thread(main, ["keys", "update", "--url", gw.url, paid["id"], "--rpm", "none",
+                                          "--no-uses-credits"]) == 0
+    updated = orjson.loads(capsys.readouterr().out)
+    assert (updated["rpm"], updated["uses_credits"], updated["budget_usd"]) == (None, False, 2.5)

@@ -1,13 +1,15 @@
 """The admin surface, master key only (a virtual key is refused here):
 
     GET  /admin/deployments            each deployment's health as the router sees it
-    POST /admin/keys                   a virtual key: {name, team, models, expires_at, metadata};
+    POST /admin/keys                   a virtual key: {name, team, models, rpm, tpm, max_parallel,
+                                       budget_usd, budget_period, uses_credits, credits_usd, expires_at, metadata};
                                        the answer carries `id` and, this once, the secret as `key`
     GET  /admin/keys, /admin/keys/{id} keys (never a secret or its hash)
     PATCH /admin/keys/{id}             change fields
     POST /admin/keys/{id}/revoke       stops working everywhere within a second
     POST /admin/keys/{id}/rotate       a new secret; {"grace_seconds": n} keeps the old one that long
-    POST /admin/teams                  a team: {id (optional), name, models, metadata}
+    POST /admin/teams                  a team: {id (optional), name, models, rpm, tpm, max_parallel, budget_usd,
+                                       budget_period, metadata}
     GET  /admin/teams, /admin/teams/{id}
     PATCH /admin/teams/{id}            change fields
     POST /admin/credits                {account: "key:<id>" | "team:<id>", amount_usd, note}: a top-up
@@ -20,9 +22,9 @@
 Every route answers 503 when the gateway keeps no state (no master key). docs/admin-api.md
 describes each field, answer and error, and the `unigate` command that calls it.
 
-Limits, budgets and credits on keys (rpm, tpm, max_parallel, budget_usd, uses_credits) are
-refused for now: this build does not enforce them yet, and a limit that is stored but does not
-hold is worse than none."""
+Keys and teams carry limits (rpm, tpm, max_parallel), a budget (budget_usd, budget_period) and,
+for keys, credits (uses_credits; credits_usd on create is a first top-up), enforced on every
+call by governance/enforce.py."""
 
 from __future__ import annotations
 
@@ -96,19 +98,25 @@ class AdminSurface:
 
     async def _fields(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
-        body = validate.parse_json_object(raw, 32) if raw.strip() else {}
-        unenforced = sorted(set(body) & _UNENFORCED)
-        if unenforced:
-            raise InvalidRequest(f"{', '.join(unenforced)}: limits, budgets and credits on keys are not enforced by "
-                                 "this version yet, so they are not stored either.", param=unenforced[0])
-        return body
+        return validate.parse_json_object(raw, 32) if raw.strip() else {}
 
     async def create_key(self, request: web.Request, rid: str) -> web.Response:
         await self._admin(request)
         store, fields = self._keys(), await self._fields(request)
+        credits = fields.pop("credits_usd", None)
+        if credits is not None:
+            if type(credits) not in (int, float) or not math.isfinite(credits) or not 0 < credits <= 1e6:
+                raise InvalidRequest("credits_usd: a first top-up in USD, above 0 and at most 1,000,000.",
+                                     param="credits_usd")
+            fields.setdefault("uses_credits", True)
         with _state_errors():
             key, secret = await store.create_key(fields, actor="master")
-        return _json({**public(key), "key": secret}, rid, status=201)
+        out = {**public(key), "key": secret}
+        if credits is not None:
+            # a second transaction (the key must exist to be topped up), audited as any top-up
+            out["balance_usd"] = await self._state().spend.add_credits(key.account, float(credits), actor="master",
+                                                                       note="initial credits")
+        return _json(out, rid, status=201)
 
     async def list_keys(self, request: web.Request, rid: str) -> web.Response:
         await self._admin(request)
@@ -288,9 +296,6 @@ def describe(router: Any, d: Deployment) -> dict[str, Any]:
             "error_rate": round(st.error_rate, 4), "requests_in_window": st.requests, "failures_in_window": st.failures,
             "reopens_in_s": None if st.reopens_at is None else round(max(st.reopens_at - now, 0.0), 3),
             "in_flight": fig.in_flight, "ttft_ms": ms(fig.ttft.value), "ms_per_output_token": ms(fig.per_token.value)}
-
-
-_UNENFORCED: frozenset[str] = frozenset()
 
 
 def public(k: Key) -> dict[str, Any]:
