@@ -88,17 +88,26 @@ class Peer:
 class Rig:
     """The mocks, the request bodies and the peers of one run."""
 
-    def __init__(self, procs: Procs, rundir: Path, unigate_cmd: list[str], group_strategy: str | None = None) -> None:
+    def __init__(self, procs: Procs, rundir: Path, unigate_cmd: list[str], group_strategy: str | None = None,
+                 key_fields: dict[str, Any] | None = None) -> None:
         self.procs = procs
         self.dir = rundir
         self.unigate_cmd = unigate_cmd
         #: route every model through a two-deployment group with this strategy (breakers on):
         #: the same request bytes, served by the routing path instead of a lone deployment
         self.group_strategy = group_strategy
+        #: load unigate with a virtual key carrying these fields (rpm, budget_usd, ...), made
+        #: through its admin API at start, instead of the master key (which skips enforcement)
+        self.key_fields = key_fields
+        self.keys: dict[str, str] = {}
         self.fast_port = self.slow_port = 0
         self.mocks: list[Proc] = []
         self.peers: dict[str, Peer] = {}
         self._bodies: dict[tuple[str, bool], Path] = {}
+
+    def key_for(self, peer: str) -> str:
+        """The key the load sends to `peer`: its virtual key when one was made, else the master key."""
+        return self.keys.get(peer, KEY)
 
     # -------------------------------------------------------------------- targets
     def body(self, model: str, stream: bool) -> Path:
@@ -184,12 +193,21 @@ class Rig:
             ready_path = "/health"
         else:
             argv = [*self.unigate_cmd, "serve", "--config", str(self._unigate_config()), "--port", str(port), "--workers", workers]
-            env.update(UNIGATE_MASTER_KEY=KEY, UNIGATE_LOCAL="off")
+            # its state (keys, the usage ledger: SQLite) in the run directory, one file per peer
+            env.update(UNIGATE_MASTER_KEY=KEY, UNIGATE_LOCAL="off", UNIGATE_DATA_DIR=str(self.dir / f"{name}-state"))
             ready_path = "/health/ready"
         proc = self.procs.start(name, [*(wrap or []), *argv], env=env, log_path=self.dir / f"{name}.log")
         peer = Peer(name, port, proc)
         self.peers[name] = peer
         peer.info["ready_s"] = round(wait_ready(proc, port, ready_path, ready_timeout), 3)
+        if self.key_fields is not None and name.startswith("unigate"):
+            status, data = http_call("POST", port, "/admin/keys", json.dumps({"name": "bench", **self.key_fields}).encode(),
+                                     {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+            if status != 201:
+                raise StartError(f"{name} did not make the virtual key: HTTP {status} {data[:300]!r}")
+            made = json.loads(data)
+            self.keys[name] = made["key"]
+            peer.info["virtual_key"] = {k: made[k] for k in self.key_fields}
         time.sleep(0.5)  # let start-up settle (multi-worker peers: all workers up)
         rss, pss = memory_kb(session_pids(proc.pid))
         peer.info.update(idle_rss_kb=rss, idle_pss_kb=pss, processes=len(session_pids(proc.pid)))
@@ -207,7 +225,7 @@ class Rig:
                 t = self.target(name, upstream, stream)
                 port = int(t.url.split(":")[2].split("/")[0])
                 path = "/" + t.url.split("/", 3)[3]
-                hdrs = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+                hdrs = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key_for(name)}"}
                 status, data = http_call("POST", port, path, t.body.read_bytes(), hdrs)
                 what = f"{upstream} {'stream' if stream else 'json'}"
                 if status != 200:

@@ -24,7 +24,7 @@ from typing import Any
 import loadgen
 import payloads
 import pyspy_top
-from peers import KEY, Rig
+from peers import Rig
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -65,8 +65,8 @@ def throughput(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) ->
             mode = "stream" if stream else "json"
             _log(f"tput {mode:6} {peer:9} warm-up {s.tput_warm_s}s + {s.tput_s}s at c{s.conns}")
             if s.tput_warm_s:
-                loadgen.wrk(rig.procs, t, key=KEY, conns=s.conns, duration=s.tput_warm_s, peer_sid=None)
-            r = loadgen.wrk(rig.procs, t, key=KEY, conns=s.conns, duration=s.tput_s, peer_sid=sid)
+                loadgen.wrk(rig.procs, t, key=rig.key_for(peer), conns=s.conns, duration=s.tput_warm_s, peer_sid=None)
+            r = loadgen.wrk(rig.procs, t, key=rig.key_for(peer), conns=s.conns, duration=s.tput_s, peer_sid=sid)
             emit({"phase": "tput", "peer": peer, "mode": mode, "round": rnd, **r})
 
 
@@ -78,8 +78,8 @@ def latency(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) -> No
                 mode = "stream" if stream else "json"
                 _log(f"lat  {mode:6} {peer:9} c{conns} warm-up {s.lat_warm_s}s + {s.lat_s}s")
                 if s.lat_warm_s:
-                    loadgen.wrk(rig.procs, t, key=KEY, conns=conns, duration=s.lat_warm_s, peer_sid=None)
-                r = loadgen.wrk(rig.procs, t, key=KEY, conns=conns, duration=s.lat_s, peer_sid=rig.peers[peer].sid)
+                    loadgen.wrk(rig.procs, t, key=rig.key_for(peer), conns=conns, duration=s.lat_warm_s, peer_sid=None)
+                r = loadgen.wrk(rig.procs, t, key=rig.key_for(peer), conns=conns, duration=s.lat_s, peer_sid=rig.peers[peer].sid)
                 emit({"phase": "lat", "peer": peer, "mode": mode, "round": rnd, **r})
 
 
@@ -87,7 +87,7 @@ def ttfb(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) -> None:
     for conns in s.lat_conns:
         for peer in _rotate(peers, rnd):
             _log(f"ttfb stream {peer:9} c{conns} {s.ttfb_s:g}s")
-            r = loadgen.probe(rig.procs, rig.target(peer, "slow", True), key=KEY, concurrency=conns, duration=s.ttfb_s,
+            r = loadgen.probe(rig.procs, rig.target(peer, "slow", True), key=rig.key_for(peer), concurrency=conns, duration=s.ttfb_s,
                               expect_events=payloads.EVENTS, peer_sid=rig.peers[peer].sid, stall_ms=s.stall_ms)
             emit({"phase": "ttfb", "peer": peer, "mode": "stream", "conns": conns, "round": rnd, **r})
 
@@ -95,7 +95,7 @@ def ttfb(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) -> None:
 def hold(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) -> None:
     for peer in _rotate(peers, rnd):
         _log(f"hold {s.hold_streams} streams {peer:9} {s.hold_s:g}s")
-        r = loadgen.probe(rig.procs, rig.target(peer, "slow", True), key=KEY, concurrency=s.hold_streams,
+        r = loadgen.probe(rig.procs, rig.target(peer, "slow", True), key=rig.key_for(peer), concurrency=s.hold_streams,
                           duration=s.hold_s, expect_events=payloads.EVENTS, peer_sid=rig.peers[peer].sid, stall_ms=s.stall_ms)
         emit({"phase": "hold", "peer": peer, "mode": "stream", "conns": s.hold_streams, "round": rnd, **r})
 
@@ -106,7 +106,7 @@ def soak(rig: Rig, s: Settings, peer: str, emit: Emit) -> None:
     warm_s = min(60.0, s.soak_s / 5)
     samples: list[tuple[float, int, int]] = []
     _log(f"soak {peer} {s.soak_s:g}s at c{s.soak_conns} (warm-up {warm_s:g}s)")
-    r = loadgen.wrk(rig.procs, rig.mixed_target(peer), key=KEY, conns=s.soak_conns, duration=max(1, round(s.soak_s)),
+    r = loadgen.wrk(rig.procs, rig.mixed_target(peer), key=rig.key_for(peer), conns=s.soak_conns, duration=max(1, round(s.soak_s)),
                     peer_sid=rig.peers[peer].sid, script="mixed.lua", sample_every=s.soak_sample_s,
                     on_sample=lambda t, rss, pss: samples.append((round(t, 1), rss, pss)))
     after_warm = next((x for x in samples if x[0] >= warm_s), samples[-1] if samples else (0.0, 0, 0))
@@ -132,7 +132,7 @@ def profile(rig: Rig, s: Settings, peer: str, outdir: Path, emit: Emit, tag: str
         _log(f"profile {peer} {mode} {s.profile_s}s with py-spy")
         spy_proc = rig.procs.spawn_bounded("py-spy", argv)
         time.sleep(0.5)  # py-spy attaches before the load starts
-        r = loadgen.wrk(rig.procs, rig.target(peer, "fast", stream), key=KEY, conns=s.conns, duration=s.profile_s, peer_sid=pid)
+        r = loadgen.wrk(rig.procs, rig.target(peer, "fast", stream), key=rig.key_for(peer), conns=s.conns, duration=s.profile_s, peer_sid=pid)
         rc, _, err = rig.procs.finish(spy_proc, timeout=s.profile_s + 30)
         if rc != 0 or not out.exists():
             emit({"phase": "profile", "peer": peer, "mode": mode, "error": err.strip()[-400:]})

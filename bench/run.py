@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--unigate-cmd", help="command that runs unigate (default: the venv's `unigate`)")
     ap.add_argument("--unigate-group", metavar="STRATEGY",
                     help="serve each model through a two-deployment group with this routing strategy")
+    ap.add_argument("--unigate-key", metavar="FIELDS",
+                    help="load unigate with a virtual key of these fields, e.g. rpm=1000000,budget_usd=100000 "
+                         "(made through its admin API; the default is the master key, which skips enforcement)")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="where results-*.jsonl and report-*.md go")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs) even on success")
     return ap.parse_args(argv)
@@ -161,6 +164,17 @@ def check_results(recs: list[dict[str, Any]], peers: list[str], a: argparse.Name
     return bad
 
 
+def key_fields(spec: str | None) -> dict[str, Any] | None:
+    """"rpm=100,budget_usd=5" -> {"rpm": 100, "budget_usd": 5.0}."""
+    if spec is None:
+        return None
+    out: dict[str, Any] = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        out[name.strip()] = json.loads(value) if value.strip() not in ("daily", "weekly", "monthly", "total") else value.strip()
+    return out
+
+
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         m = machine()
         emit({**m, "args": vars(a) | {"out": str(a.out)}, "settings": vars(s)})
         print(f"bench: {m['nproc']} x {m['cpu']}, {m['mem_gib']} GiB, load {m['loadavg_start']}; results -> {jsonl}", file=sys.stderr)
-        rig = Rig(procs, rundir, unigate_cmd, a.unigate_group)
+        rig = Rig(procs, rundir, unigate_cmd, a.unigate_group, key_fields(a.unigate_key))
         rig.start_mocks(a.ttfb_ms, a.gap_ms)
         sids += [p.pid for p in rig.mocks]
         for p in peers:

@@ -206,7 +206,7 @@ class Gateway:
         enforcer = self.enforcer
         if enforcer is None:  # terms come from the state, which brings the enforcer: never here
             raise ServiceUnavailable("The gateway cannot enforce this key's limits right now.")
-        ticket, deployments = await enforcer.admit(terms, call.body, call.size, deployments)
+        ticket, deployments = await enforcer.admit(terms, call.endpoint, call.body, call.size, deployments)
         call.limit_headers = enforcer.headers(ticket)
         try:
             return await self.attempts(call, deployments, ticket)

@@ -168,3 +168,41 @@ async def test_a_stream_the_client_left_is_charged(gw: RunningGateway) -> None:
     rows = await state.db.fetch(__import__("unigate.state.db", fromlist=["Sql"]).Sql(
         "SELECT client_disconnected, output_tokens FROM usage WHERE key_id = ?", (kid,)))
     assert rows == [(1, 5)]
+
+
+async def test_embeddings_and_the_anthropic_surface_are_charged(gw: RunningGateway) -> None:
+    kid, key = await new_key(gw, budget_usd=1.0, budget_period="total")
+    state = gw.gateway.state
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gw.url + "/v1/embeddings", headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "openai/text-embedding-3-small", "input": "hi"}) as r:
+            assert r.status == 200
+        await gw.gateway.enforcer.flush()
+        spent = await state.spend.spent(f"key:{kid}", "total", time.time())
+        assert spent == pytest.approx(4 * 0.02e-6)  # the 4 input tokens, no output
+        # the Anthropic surface, in front of the OpenAI upstream: the same key, the same budget
+        async with s.post(gw.url + "/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                          json={"model": "openai/gpt-4o-mini", "max_tokens": 5, "messages": HI}) as r:
+            assert r.status == 200, await r.text()
+        await gw.gateway.enforcer.flush()
+        assert await state.spend.spent(f"key:{kid}", "total", time.time()) == pytest.approx(spent + COST)
+
+
+async def test_a_team_budget_is_shared_by_its_keys_and_charged_to_each(gw: RunningGateway) -> None:
+    state = gw.gateway.state
+    await state.keys.create_team({"name": "lab", "budget_usd": COST * 6, "budget_period": "monthly"}, actor="test",
+                                 team_id="lab")
+    a_id, a = await new_key(gw, team="lab", budget_usd=1.0)
+    _, b = await new_key(gw, team="lab")
+    statuses = [(await chat(gw, k, max_tokens=5))[0] for k in (a, b) * 5]
+    served = statuses.count(200)
+    assert 4 <= served <= 6 and statuses[served:] == [429] * (10 - served)
+    status, _, body = await chat(gw, b, max_tokens=5)
+    assert status == 429 and "team lab" in body["error"]["message"]
+    await gw.gateway.enforcer.flush()
+    now = time.time()
+    team_spent = await state.spend.spent("team:lab", "monthly", now)
+    assert team_spent == pytest.approx(served * COST) and team_spent <= COST * 6
+    # key a's own budget counted its share of the calls (it made every other one)
+    a_spent = await state.spend.spent(f"key:{a_id}", "monthly", now)
+    assert a_spent == pytest.approx(statuses[::2].count(200) * COST)

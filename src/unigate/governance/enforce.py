@@ -22,6 +22,7 @@ from unigate.accounting import pricing
 from unigate.accounting.ledger import UsageRecord
 from unigate.canonical.types import JSON
 from unigate.config import GovernanceConfig
+from unigate.endpoints import Endpoint
 from unigate.errors import Forbidden, RateLimited
 from unigate.governance.purse import Purse, Purses
 from unigate.governance.quota import Quotas, Taken
@@ -75,13 +76,17 @@ class Enforcer:
 
     # ------------------------------------------------------------------ the call
 
-    async def admit(self, terms: Terms, body: JSON, size: int,
+    async def admit(self, terms: Terms, endpoint: Endpoint, body: JSON, size: int,
                     deployments: list[Deployment]) -> tuple[Ticket, list[Deployment]]:
-        """Take what the call needs from each limit, or raise (429, 402, 403) holding nothing."""
+        """Take what the call needs from each limit, or raise (429, 402, 403) holding nothing.
+        Counting tokens is free at the providers: it counts against rpm only."""
         now = time.time()
-        out = _max_output(body)
+        free = endpoint is Endpoint.COUNT_TOKENS
+        out = 0 if endpoint is Endpoint.EMBEDDINGS else _max_output(body)
         prompt = size // 4
-        ticket = Ticket(terms, prompt + (out or 0) if terms.counts_tokens else 0, 0.0, markup=self._markup)
+        ticket = Ticket(terms, prompt + (out or 0) if terms.counts_tokens and not free else 0, 0.0, markup=self._markup)
+        if free:
+            terms = ticket.terms = Terms(terms.rated, terms.parallel, (), terms.counts_tokens)
         if terms.accounts:
             deployments, ticket.worst_of = self._priced(deployments, prompt, out)
             ticket.worst = max(ticket.worst_of.values(), default=0.0)
