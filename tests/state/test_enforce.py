@@ -143,3 +143,13 @@ async def test_a_purse_rolls_at_the_budget_period_boundary(state: State) -> None
     await w.close(day_end + 2)
     assert await state.spend.spent("key:day", "daily", day_end - 5) == pytest.approx(0.1)
     assert await state.spend.spent("key:day", "daily", day_end + 1) == pytest.approx(0.01)
+
+
+async def test_a_spent_budget_refuses_even_a_call_priced_at_zero(state: State) -> None:
+    acct = (Account("key:zero", budget_usd=0.01, budget_period="total"),)
+    w = Purses(state.spend, shares=1)
+    w.settle(await w.admit(acct, 0.0, NOW), 0.0, 0.0)  # a $0 call with budget left: served
+    w.settle(await w.admit(acct, 0.01, NOW), 0.01, 0.01)
+    await w.flush(NOW + 1)
+    with pytest.raises(RateLimited, match="budget"):
+        await w.admit(acct, 0.0, NOW + 2)

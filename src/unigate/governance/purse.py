@@ -68,18 +68,19 @@ class Purses:
         if p is None:
             p = self._purses[accounts] = Purse(accounts)
         p.last_used = now
-        if not p.rolling and now < p.renew_at and p.fits(worst):
+        if not p.rolling and now < p.renew_at and p.held > 0 and p.fits(worst):
             p.in_flight += worst
             return p
         async with p.lock:
-            if now >= p.renew_at or not p.fits(worst):
+            if now >= p.renew_at or p.held <= 0 or not p.fits(worst):
                 if p.refusal is not None and now < p.refused_until and now < p.renew_at:
                     raise _refused(p.refusal)
                 for _ in range(2):  # calls that end during a roll leave their cost for the next
-                    await self._roll(p, worst, now)
+                    # at least a nano-dollar: a spent budget refuses even a call priced at $0
+                    await self._roll(p, max(worst, 1e-9), now)
                     if p.fits(worst) or p.refusal is not None:
                         break
-                if not p.fits(worst):
+                if not p.fits(worst) or (worst == 0 and p.refusal is not None):
                     raise _refused(p.refusal or Refusal("budget_exceeded", accounts[0].id, 0.0, 0.0))
             p.in_flight += worst
             return p
