@@ -39,12 +39,12 @@ from peers import KEY, Rig
 from procs import Procs
 
 
-def drive(port: int, path: str, body: bytes, n: int, conns: int, expect_len: int) -> None:
+def drive(port: int, path: str, body: bytes, n: int, conns: int, expect_len: int, key: str = KEY) -> None:
     """Send n requests over `conns` keep-alive connections (threads); every answer must be a 200
     with the expected body length."""
     errors: list[str] = []
     per = [n // conns + (1 if i < n % conns else 0) for i in range(conns)]
-    hdrs = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    hdrs = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
     def worker(count: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)

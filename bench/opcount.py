@@ -80,7 +80,10 @@ def measure(peer: str, modes: list[str], a: argparse.Namespace, work: Path) -> d
     from procs import Procs
 
     procs = Procs()
-    rig = Rig(procs, work, a.unigate_cmd.split(), getattr(a, "unigate_group", None))
+    from run import key_fields
+
+    rig = Rig(procs, work, a.unigate_cmd.split(), getattr(a, "unigate_group", None),
+              key_fields(getattr(a, "unigate_key", None)))
     out: dict[str, dict[tuple[str, str], float]] = {}
     try:
         rig.start_mocks(50.0, 10.0)
@@ -90,11 +93,11 @@ def measure(peer: str, modes: list[str], a: argparse.Namespace, work: Path) -> d
         assert p.proc is not None
         for mode in modes:
             path, body, expect = request_of(rig, peer, mode)
-            drive(p.port, path, body, a.warmup, a.conns, expect)
+            drive(p.port, path, body, a.warmup, a.conns, expect, key=rig.key_for(peer))
             dump.unlink(missing_ok=True)
             os.kill(p.proc.pid, signal.SIGUSR1)
             time.sleep(0.2)
-            drive(p.port, path, body, a.requests, a.conns, expect)
+            drive(p.port, path, body, a.requests, a.conns, expect, key=rig.key_for(peer))
             os.kill(p.proc.pid, signal.SIGUSR1)
             deadline = time.monotonic() + 30
             while not dump.exists() and time.monotonic() < deadline:
@@ -165,6 +168,7 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--unigate-cmd", default=str(HERE.parent / ".venv" / "bin" / "unigate"))
+    ap.add_argument("--unigate-key", metavar="FIELDS", help="load unigate with a virtual key (as run.py's)")
     a = ap.parse_args()
     sys.path.insert(0, str(HERE))
     modes = a.modes.split(",")

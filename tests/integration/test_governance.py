@@ -206,3 +206,16 @@ async def test_a_team_budget_is_shared_by_its_keys_and_charged_to_each(gw: Runni
     # key a's own budget counted its share of the calls (it made every other one)
     a_spent = await state.spend.spent(f"key:{a_id}", "monthly", now)
     assert a_spent == pytest.approx(statuses[::2].count(200) * COST)
+
+
+async def test_a_store_that_does_not_answer_fails_closed(gw: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, key = await new_key(gw, budget_usd=1.0)
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(gw.gateway.state.spend, "roll", down)
+    status, _, body = await chat(gw, key, max_tokens=5)
+    assert status == 503 and "could not check this key's limits" in body["error"]["message"]
+    monkeypatch.undo()
+    assert (await chat(gw, key, max_tokens=5))[0] == 200

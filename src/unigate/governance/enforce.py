@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 from unigate import catalog
 from unigate.accounting import pricing
@@ -23,7 +22,7 @@ from unigate.accounting.ledger import UsageRecord
 from unigate.canonical.types import JSON
 from unigate.config import GovernanceConfig
 from unigate.endpoints import Endpoint
-from unigate.errors import Forbidden, RateLimited
+from unigate.errors import Forbidden, GatewayError, RateLimited, ServiceUnavailable
 from unigate.governance.purse import Purse, Purses
 from unigate.governance.quota import Quotas, Taken
 from unigate.governance.terms import Terms
@@ -34,17 +33,19 @@ from unigate.state.limit_types import Lease
 log = logging.getLogger("unigate.governance")
 
 
+#: worst-case rates are worked out again after this long (a dated price may have changed)
+RATES_SECONDS = 300.0
+_M = 1_000_000
+
+
 class PriceUnknown(Forbidden):
     default_code = "model_price_unknown"
 
 
-@dataclass(slots=True)
 class Ticket:
-    """What one admitted call holds, and what it has used so far."""
+    """What one admitted call holds, and what it has used so far. Defaults are class attributes
+    and __init__ sets only what every call has (as UsageRecord: bench/opcount.py)."""
 
-    terms: Terms
-    tokens: int
-    worst: float
     taken: Taken | None = None
     purse: Purse | None = None
     lease: Lease | None = None
@@ -52,7 +53,10 @@ class Ticket:
     used_tokens: int = 0
     #: the worst case of one attempt on each deployment, for an answer whose usage never came
     worst_of: dict[str, float] | None = None
-    markup: float = 1.0
+    worst: float = 0.0
+
+    def __init__(self, terms: Terms, tokens: int, markup: float) -> None:
+        self.terms, self.tokens, self.markup = terms, tokens, markup
 
     def add(self, dep: Deployment, rec: UsageRecord) -> None:
         """One attempt's usage (called for every attempt, failed or not)."""
@@ -73,6 +77,7 @@ class Enforcer:
         self.purses = Purses(state.spend, shares)
         self._markup = 1.0 + cfg.markup
         self._task: asyncio.Task[None] | None = None
+        self._rates: dict[str, tuple[float | None, float, int, float]] = {}
 
     # ------------------------------------------------------------------ the call
 
@@ -84,7 +89,7 @@ class Enforcer:
         free = endpoint is Endpoint.COUNT_TOKENS
         out = 0 if endpoint is Endpoint.EMBEDDINGS else _max_output(body)
         prompt = size // 4
-        ticket = Ticket(terms, prompt + (out or 0) if terms.counts_tokens and not free else 0, 0.0, markup=self._markup)
+        ticket = Ticket(terms, prompt + (out or 0) if terms.counts_tokens and not free else 0, self._markup)
         if free:
             terms = ticket.terms = Terms(terms.rated, terms.parallel, (), terms.counts_tokens)
         if terms.accounts:
@@ -103,6 +108,15 @@ class Enforcer:
                     raise RateLimited(f"Too many calls in flight for {kind} {name}: {limit} at a time.",
                                       retry_after=d.retry_after)
                 ticket.lease = d.lease
+        except GatewayError:
+            await self._give_back(ticket)
+            raise
+        except Exception as e:
+            # the store did not answer: fail closed (a limit that cannot be checked is not waived)
+            log.exception("checking a key's limits in the state store failed")
+            await self._give_back(ticket)
+            raise ServiceUnavailable("The gateway could not check this key's limits (its state store did not "
+                                     "answer); try again shortly.") from e
         except BaseException:
             await self._give_back(ticket)
             raise
@@ -129,17 +143,33 @@ class Enforcer:
         return kept, worst
 
     def worst_cost(self, d: Deployment, prompt: int, out: int | None) -> float | None:
+        """USD for `prompt` input and `out` output tokens (None: the model's output limit) on
+        this deployment at its dearest rates, or None when it has no known price."""
+        rates = self._rates.get(d.id)
+        if rates is None or rates[3] < time.monotonic():
+            rates = self._rates[d.id] = self._rates_of(d)
+        if rates[0] is None:
+            return None
+        return prompt * rates[0] + (rates[2] if out is None else out) * rates[1]
+
+    def _rates_of(self, d: Deployment) -> tuple[float | None, float, int, float]:
+        """(USD per input token, per output token, the output tokens of a call without
+        max_tokens, valid until). Per-token rates at a million-token prompt: for a model with
+        tiered prices that is its dearest tier, so the worst case is never under-estimated."""
         info = d.catalog_info
         if info is NOT_LOOKED_UP:
             info = d.catalog_info = catalog.lookup(d.provider.preset.id, d.model)
-        if out is None:
-            out = (info.max_output if info is not None else None) or self.cfg.default_max_tokens
-        counts = (prompt, out, 0, 0, 0, 0, 0)
-        if d.input_price is not None or d.output_price is not None:
-            return pricing.cost_of(d.provider.preset.id, d.model, counts, (d.input_price, d.output_price))
-        if pricing.rate_for(d.provider.preset.id, d.model) is None:
-            return None
-        return pricing.cost_of(d.provider.preset.id, d.model, counts)
+        default_out = (info.max_output if info is not None else None) or self.cfg.default_max_tokens
+        until = time.monotonic() + RATES_SECONDS
+        pid, model = d.provider.preset.id, d.model
+        override = (d.input_price, d.output_price) if d.input_price is not None or d.output_price is not None else None
+        if override is None and pricing.rate_for(pid, model) is None:
+            return None, 0.0, default_out, until
+        prompt_only = pricing.cost_of(pid, model, (_M, 0, 0, 0, 0, 0, 0), override)
+        both = pricing.cost_of(pid, model, (_M, _M, 0, 0, 0, 0, 0), override)
+        if prompt_only is None or both is None:
+            return None, 0.0, default_out, until
+        return prompt_only / _M, (both - prompt_only) / _M, default_out, until
 
     async def finish(self, ticket: Ticket) -> None:
         if ticket.taken is not None:
