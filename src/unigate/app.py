@@ -122,7 +122,7 @@ async def open_state_for(gw: Gateway, env: Mapping[str, str]) -> None:
     if not database_url:
         path = state_path(gw.cfg, env)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    gw.state = await open_state(path, database_url, env.get("REDIS_URL") or None, inline_ledger=True)
+    gw.state = await open_state(path, database_url, env.get("REDIS_URL") or None)
     gw.auth.keys = KeyCache(gw.state.keys)
     gw.ledger.add_batch_sink(LedgerWriter(gw.state.ledger))
     gov = gw.cfg.governance

@@ -9,9 +9,7 @@ the last flush interval."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sqlite3
 
 from unigate.accounting.ledger import UsageRecord
 from unigate.state.base import LedgerStore
@@ -20,10 +18,6 @@ from unigate.state.records import UsageRow
 log = logging.getLogger("unigate.ledger")
 
 MAX_PENDING = 500_000
-#: rows per write: ~2 ms of a worker's loop at most
-SLICE = 128
-#: seconds between tries of a write that met a busy file (about 1.3 s in all)
-RETRY_WAITS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.3, 0.4)
 
 
 def row_of(rec: UsageRecord) -> UsageRow:
@@ -54,25 +48,9 @@ class LedgerWriter:
             self.dropped += cut
             log.error("the usage ledger is %d rows behind its database: dropping the %d oldest", len(self._pending), cut)
             del self._pending[:cut]
-        # in slices: a ledger written on the event loop (state/factory.py) pauses it briefly
-        while self._pending:
-            rows, self._pending = self._pending[:SLICE], self._pending[SLICE:]
-            try:
-                await self._write(rows)
-            except BaseException:
-                self._pending = rows + self._pending  # the next flush tries again
-                raise
-            await asyncio.sleep(0)
-
-    async def _write(self, rows: list[UsageRow]) -> None:
-        """One slice, retried briefly: a SQLite file another worker is writing is busy for a few
-        milliseconds (the ledger's connection does not wait for its lock, state/factory.py)."""
-        for wait in RETRY_WAITS:
-            try:
-                await self._store.write(rows)
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise
-            await asyncio.sleep(wait)
-        await self._store.write(rows)
+        rows, self._pending = self._pending, []
+        try:
+            await self._store.write(rows)
+        except BaseException:
+            self._pending = rows + self._pending  # the next flush tries again
+            raise

@@ -20,18 +20,12 @@ class State:
     spend: Spend
     ledger: LedgerStore
     db: Database
-    #: the ledger's own connection, when it has one (see open_state)
-    ledger_db: Database | None = None
 
     async def close(self) -> None:
         try:
             await self.limits.close()
         finally:
-            try:
-                if self.ledger_db is not None:
-                    await self.ledger_db.close()
-            finally:
-                await self.db.close()
+            await self.db.close()
 
 
 async def open_state(
@@ -40,16 +34,9 @@ async def open_state(
     redis_url: str | None,
     *,
     redis_prefix: str = "unigate:",
-    inline_ledger: bool = False,
 ) -> State:
     """Open (and migrate) the state. With neither a path nor a URL the SQLite database lives in
-    memory: one process only, nothing survives a restart.
-
-    `inline_ledger` (a SQLite file): the usage ledger writes through a connection of its own, on
-    the event loop, never waiting for the file's lock (a busy file fails the write, and the
-    ledger keeps its rows for the next flush). Through the shared connection's thread, its
-    batches cost a worker ~15 % of its requests/s at saturation (bench/): SQLite's driver
-    releases and re-takes the GIL around each step, and every re-take waits on the loop."""
+    memory: one process only, nothing survives a restart."""
     db: Database
     if database_url:
         from unigate.state.postgres_db import PostgresDb
@@ -66,10 +53,4 @@ async def open_state(
         limits = RedisLimits.from_url(redis_url, redis_prefix)
     else:
         limits = SqlLimits(db)
-    ledger_db: Database | None = None
-    if inline_ledger and not database_url and sqlite_path and sqlite_path != ":memory:":
-        from unigate.state.sqlite_db import SqliteDb
-
-        ledger_db = await SqliteDb.open(sqlite_path, inline=True, busy_timeout_ms=0)
-    ledger = SqlLedger(ledger_db or db)
-    return State(keys=SqlKeyStore(db), limits=limits, spend=SqlSpend(db), ledger=ledger, db=db, ledger_db=ledger_db)
+    return State(keys=SqlKeyStore(db), limits=limits, spend=SqlSpend(db), ledger=SqlLedger(db), db=db)
