@@ -21,10 +21,10 @@ _COLS = (
     "attempts, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_usd, "
     "latency_ms, ttft_ms, status, error_code, client_disconnected, stream"
 )
-#: rows per INSERT statement. One multi-row statement instead of executemany: SQLite's driver
-#: releases and re-takes the GIL around every row it steps, and each re-take waits for the event
-#: loop's thread to yield it (bench/: the persisted ledger cost ~15 % of a worker's requests/s
-#: written row by row). 40 x 23 parameters stay far below both engines' limits.
+#: rows per INSERT statement. One multi-row statement instead of executemany: one step of the
+#: driver (which releases and re-takes the GIL around each) per 40 rows, not per row; bench/ saw
+#: no throughput difference at its noise (docs/benchmarks.md, 4 Dec). 40 x 23 parameters stay far
+#: below both engines' limits.
 ROWS_PER_INSERT = 40
 _ROW = f"({placeholders(23)})"
 
