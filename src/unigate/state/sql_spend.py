@@ -52,6 +52,42 @@ def _locks(account_ids: Sequence[str]) -> list[str]:
     return ["sp:" + a for a in account_ids]
 
 
+def _standing(accounts: Sequence[Account], now: float, excluding: str = "") -> Sql:
+    """Where the accounts stand, in one statement (on PostgreSQL each statement is a round trip
+    in the lock): live reservations (but `excluding`'s) and expired ones per account, the
+    period spend of the capped ones, the balance of the paying ones."""
+    ids = [a.id for a in accounts]
+    paying = [a.id for a in accounts if a.uses_credits]
+    parts = [
+        "SELECT 'r', account_id, sum(CASE WHEN expires_at > ? AND id <> ? THEN amount_nanos ELSE 0 END), "
+        "sum(CASE WHEN expires_at > ? THEN 0 ELSE 1 END) FROM reservations "
+        f"WHERE account_id IN ({placeholders(len(ids))}) GROUP BY account_id"
+    ]
+    args: list[object] = [now, excluding, now, *ids]
+    for a in accounts:
+        if a.budget_usd is not None:
+            parts.append(
+                "SELECT 's', account_id, spent_nanos, 0 FROM period_spend "
+                "WHERE account_id = ? AND period = ? AND period_start = ?"
+            )
+            args += [a.id, a.budget_period, period_start(a.budget_period, now)]
+    if paying:
+        parts.append(
+            f"SELECT 'b', account_id, balance_nanos, 0 FROM credit_balances WHERE account_id IN ({placeholders(len(paying))})"
+        )
+        args += paying
+    return Sql(" UNION ALL ".join(parts), args)
+
+
+def _parse_standing(rows: list[Row]) -> tuple[dict[str, int], int, dict[str, int], dict[str, int]]:
+    """_standing's rows: (reserved per account, expired reservations, spent per account, balances)."""
+    pending = {r[1]: int(r[2]) for r in rows if r[0] == "r"}
+    expired = sum(int(r[3]) for r in rows if r[0] == "r")
+    spent = {r[1]: int(r[2]) for r in rows if r[0] == "s"}
+    balances = {r[1]: int(r[2]) for r in rows if r[0] == "b"}
+    return pending, expired, spent, balances
+
+
 class SqlSpend:
     def __init__(self, db: Database, reservation_seconds: float = RESERVATION_SECONDS) -> None:
         self._db = db
@@ -63,32 +99,11 @@ class SqlSpend:
         amount = to_nanos(amount_usd)
         capped = [a for a in accounts if a.budget_usd is not None]
         paying = [a.id for a in accounts if a.uses_credits]
-        # one statement for every read: on PostgreSQL each statement is a round trip in the lock
-        parts = [
-            "SELECT 'r', account_id, sum(CASE WHEN expires_at > ? THEN amount_nanos ELSE 0 END), "
-            "sum(CASE WHEN expires_at > ? THEN 0 ELSE 1 END) FROM reservations "
-            f"WHERE account_id IN ({placeholders(len(ids))}) GROUP BY account_id"
-        ]
-        args: list[object] = [now, now, *ids]
-        for a in capped:
-            parts.append(
-                "SELECT 's', account_id, spent_nanos, 0 FROM period_spend "
-                "WHERE account_id = ? AND period = ? AND period_start = ?"
-            )
-            args += [a.id, a.budget_period, period_start(a.budget_period, now)]
-        if paying:
-            parts.append(
-                f"SELECT 'b', account_id, balance_nanos, 0 FROM credit_balances WHERE account_id IN ({placeholders(len(paying))})"
-            )
-            args += paying
-        reads = [Sql(" UNION ALL ".join(parts), args)]
+        reads = [_standing(accounts, now)]
         reservation = Reservation(secrets.token_hex(12), accounts, amount_usd, now, now + self._ttl)
 
         def decide(rows: list[list[Row]]) -> tuple[Reservation | Refusal, Sequence[Sql]]:
-            pending = {r[1]: int(r[2]) for r in rows[0] if r[0] == "r"}
-            expired = sum(int(r[3]) for r in rows[0] if r[0] == "r")
-            spent = {r[1]: int(r[2]) for r in rows[0] if r[0] == "s"}
-            balances = {r[1]: int(r[2]) for r in rows[0] if r[0] == "b"}
+            pending, expired, spent, balances = _parse_standing(rows[0])
             for a in capped:
                 budget = to_nanos(cast(float, a.budget_usd))
                 free = budget - spent.get(a.id, 0) - pending.get(a.id, 0)
@@ -220,25 +235,7 @@ class SqlSpend:
         charge, keep, need = to_nanos(charge_usd), to_nanos(keep_usd), to_nanos(need_usd)
         capped = [a for a in accounts if a.budget_usd is not None]
         paying = [a.id for a in accounts if a.uses_credits]
-        old_id = old.id if old is not None else ""
-        parts = [
-            "SELECT 'r', account_id, sum(CASE WHEN expires_at > ? AND id <> ? THEN amount_nanos ELSE 0 END), "
-            "sum(CASE WHEN expires_at > ? THEN 0 ELSE 1 END) FROM reservations "
-            f"WHERE account_id IN ({placeholders(len(ids))}) GROUP BY account_id"
-        ]
-        args: list[object] = [now, old_id, now, *ids]
-        for a in capped:
-            parts.append(
-                "SELECT 's', account_id, spent_nanos, 0 FROM period_spend "
-                "WHERE account_id = ? AND period = ? AND period_start = ?"
-            )
-            args += [a.id, a.budget_period, period_start(a.budget_period, now)]
-        if paying:
-            parts.append(
-                f"SELECT 'b', account_id, balance_nanos, 0 FROM credit_balances WHERE account_id IN ({placeholders(len(paying))})"
-            )
-            args += paying
-        reads = [Sql(" UNION ALL ".join(parts), args)]
+        reads = [_standing(accounts, now, old.id if old is not None else "")]
         if old is not None:
             # the marker's insert is a read: it returns the row only if this is old's first settlement
             reads.append(Sql(
@@ -248,10 +245,7 @@ class SqlSpend:
         new_id = secrets.token_hex(12)
 
         def decide(rows: list[list[Row]]) -> tuple[Roll, Sequence[Sql]]:
-            pending = {r[1]: int(r[2]) for r in rows[0] if r[0] == "r"}
-            expired = sum(int(r[3]) for r in rows[0] if r[0] == "r")
-            spent = {r[1]: int(r[2]) for r in rows[0] if r[0] == "s"}
-            balances = {r[1]: int(r[2]) for r in rows[0] if r[0] == "b"}
+            pending, expired, spent, balances = _parse_standing(rows[0])
             charging = old is not None and bool(rows[1]) and charge > 0
             writes: list[Sql] = []
             if old is not None:
