@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.clients.agents import RECORD, agent_binary, base_env, run_agent
+from tests.clients.agents import (RECORD, Finished, agent_binary, base_env, run_agent,
+                                  xfail_on_known_gateway_bug)
 from tests.clients.conftest import MASTER, MODEL
 from tests.clients.recorder import Recorder
 from tests.clients.upstream import ANSWER, ScriptedOpenAI
@@ -39,12 +40,13 @@ def text_only(scripted: ScriptedOpenAI) -> ScriptedOpenAI:
     return scripted
 
 
-def finish(agent: str, rec: Recorder, scripted: ScriptedOpenAI, stdout: str, model_paths: tuple[str, ...]) -> None:
-    assert ANSWER in stdout, stdout
+def finish(agent: str, rec: Recorder, scripted: ScriptedOpenAI, done: Finished, model_paths: tuple[str, ...]) -> None:
+    if RECORD:  # saved before the checks: a failing agent's request is what one needs to see
+        rec.save(agent)
+    assert done.code == 0, done.stderr[-4000:]
+    assert ANSWER in done.stdout, done.stdout
     assert scripted.chats, "the upstream mock saw no request"
     assert any(r["path"].split("?")[0] in model_paths for r in rec.requests), [r["path"] for r in rec.requests]
-    if RECORD:
-        rec.save(agent)
 
 
 async def test_claude_code(tmp_path: Path, recorder: Recorder, text_only: ScriptedOpenAI) -> None:
@@ -56,8 +58,7 @@ async def test_claude_code(tmp_path: Path, recorder: Recorder, text_only: Script
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1", "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1"}
     done = await run_agent([str(claude), "-p", PROMPT, "--output-format", "text"], env, tmp_path)
-    assert done.code == 0, done.stderr[-4000:]
-    finish("claude-code", recorder, text_only, done.stdout, ("/v1/messages",))
+    finish("claude-code", recorder, text_only, done, ("/v1/messages",))
     assert {c["model"] for c in text_only.chats} <= {CLAUDE_MAIN, CLAUDE_SMALL}
 
 
@@ -69,14 +70,22 @@ async def test_codex_exec(tmp_path: Path, recorder: Recorder, text_only: Scripte
     env = base_env(tmp_path) | {"CODEX_HOME": str(home), "UNIGATE_API_KEY": MASTER}
     done = await run_agent([str(codex), "exec", "--skip-git-repo-check", "--sandbox", "read-only", PROMPT],
                            env, tmp_path)
-    assert done.code == 0, done.stderr[-4000:]
-    finish("codex", recorder, text_only, done.stdout, ("/v1/responses",))
+    if done.code != 0:
+        if RECORD:
+            recorder.save("codex")
+        xfail_on_known_gateway_bug(done.stderr)
+    finish("codex", recorder, text_only, done, ("/v1/responses",))
 
 
 def codex_config(base_url: str) -> str:
     return f"""model = "{MODEL}"
 model_provider = "unigate"
 check_for_update_on_startup = false
+# built-in tools the gateway cannot run (OpenAI runs web search server-side): off
+web_search = "disabled"
+
+[agents]
+enabled = false  # no sub-agent tools (a tool namespace): one agent, one answer
 
 [model_providers.unigate]
 name = "unigate"
@@ -98,8 +107,7 @@ async def test_opencode_run(tmp_path: Path, recorder: Recorder, text_only: Scrip
         "OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
         "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "OPENCODE_DISABLE_SHARE": "1", "UNIGATE_API_KEY": MASTER}
     done = await run_agent([str(opencode), "run", "-m", f"unigate/{MODEL}", PROMPT], env, tmp_path)
-    assert done.code == 0, done.stderr[-4000:]
-    finish("opencode", recorder, text_only, done.stdout, ("/v1/chat/completions",))
+    finish("opencode", recorder, text_only, done, ("/v1/chat/completions",))
 
 
 def opencode_config(base_url: str) -> dict[str, object]:
