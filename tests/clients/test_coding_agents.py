@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.clients.agents import (RECORD, Finished, agent_binary, base_env, run_agent,
-                                  xfail_on_known_gateway_bug)
+from tests.clients.agents import (
+    RECORD,
+    Finished,
+    agent_binary,
+    base_env,
+    run_agent,
+    xfail_on_known_gateway_bug,
+)
 from tests.clients.conftest import MASTER, MODEL
 from tests.clients.recorder import Recorder
 from tests.clients.upstream import ANSWER, ScriptedOpenAI

@@ -72,8 +72,14 @@ async def test_instructor_extracts_a_model(gw: RunningGateway, scripted: Scripte
 
 
 async def _agents_sdk_round_trip(gw: RunningGateway, api: str) -> tuple[str, list[str]]:
-    from agents import (Agent, OpenAIChatCompletionsModel, OpenAIResponsesModel, Runner, function_tool,
-                        set_tracing_disabled)
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
 
     set_tracing_disabled(True)  # the SDK would otherwise upload traces to OpenAI
     seen: list[str] = []
