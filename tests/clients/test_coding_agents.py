@@ -46,8 +46,8 @@ def text_only(scripted: ScriptedOpenAI) -> ScriptedOpenAI:
     return scripted
 
 
-def finish(agent: str, rec: Recorder, scripted: ScriptedOpenAI, done: Finished, model_paths: tuple[str, ...]) -> None:
-    if RECORD:  # saved before the checks: a failing agent's request is what one needs to see
+def finish(agent: str | None, rec: Recorder, scripted: ScriptedOpenAI, done: Finished, model_paths: tuple[str, ...]) -> None:
+    if RECORD and agent:  # saved before the checks: a failing agent's request is what one needs to see
         rec.save(agent)
     assert done.code == 0, done.stderr[-4000:]
     assert ANSWER in done.stdout, done.stdout
@@ -55,16 +55,22 @@ def finish(agent: str, rec: Recorder, scripted: ScriptedOpenAI, done: Finished, 
     assert any(r["path"].split("?")[0] in model_paths for r in rec.requests), [r["path"] for r in rec.requests]
 
 
-async def test_claude_code(tmp_path: Path, recorder: Recorder, text_only: ScriptedOpenAI) -> None:
+@pytest.mark.parametrize("key_var", ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"])
+async def test_claude_code(key_var: str, tmp_path: Path, recorder: Recorder, text_only: ScriptedOpenAI) -> None:
+    """ANTHROPIC_API_KEY is sent as x-api-key, ANTHROPIC_AUTH_TOKEN as a Bearer token: both are keys here."""
     claude = agent_binary("claude")
     env = base_env(tmp_path) | {
-        "ANTHROPIC_BASE_URL": recorder.url, "ANTHROPIC_API_KEY": MASTER,
+        "ANTHROPIC_BASE_URL": recorder.url, key_var: MASTER,
         "ANTHROPIC_MODEL": CLAUDE_MAIN, "ANTHROPIC_DEFAULT_SONNET_MODEL": CLAUDE_MAIN,
         "ANTHROPIC_DEFAULT_HAIKU_MODEL": CLAUDE_SMALL, "ANTHROPIC_SMALL_FAST_MODEL": CLAUDE_SMALL,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1", "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1"}
     done = await run_agent([str(claude), "-p", PROMPT, "--output-format", "text"], env, tmp_path)
-    finish("claude-code", recorder, text_only, done, ("/v1/messages",))
+    finish("claude-code" if key_var == "ANTHROPIC_API_KEY" else None, recorder, text_only, done,
+           ("/v1/messages",))
+    auth = recorder.requests[-1]["headers"]
+    assert (auth.get("x-api-key") or auth.get("X-Api-Key") if key_var == "ANTHROPIC_API_KEY"
+            else auth.get("authorization") or auth.get("Authorization")) in (MASTER, f"Bearer {MASTER}")
     assert {c["model"] for c in text_only.chats} <= {CLAUDE_MAIN, CLAUDE_SMALL}
 
 
