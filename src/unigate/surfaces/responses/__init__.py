@@ -215,16 +215,23 @@ class ResponsesSurface:
 
 
 def _with_ids(items: list[JSON]) -> list[JSON]:
-    """The input items as stored: each with an id (input_items lists them by id)."""
+    """The input items as stored, in the shape input_items lists them: each with an id, a
+    message's text as a content part."""
     out = []
     for it in items:
-        if isinstance(it.get("id"), str):
-            out.append(it)
-        else:
-            kind = it.get("type") or "message"
-            prefix = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_"}.get(kind, "item_")
-            out.append({"id": new_id(prefix), "type": kind, **{k: v for k, v in it.items() if k != "type"}})
+        kind = it.get("type") or "message"
+        item = {**it, "type": kind}
+        if not isinstance(it.get("id"), str):
+            item["id"] = new_id(_ID_PREFIX.get(kind, "item_"))
+        content = it.get("content")
+        if kind == "message" and isinstance(content, str):
+            part = "output_text" if it.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": content}]
+        out.append(item)
     return out
+
+
+_ID_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_"}
 
 
 def _json(obj: JSON, rid: str) -> web.Response:

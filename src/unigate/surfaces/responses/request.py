@@ -380,6 +380,8 @@ def _message(item: JSON, p: str) -> JSON | None:
         if any(x["type"] != "text" for x in parts):
             raise bad(f"Invalid '{p}.content': a {role} message holds text only.", f"{p}.content")
         return {"role": role, "content": "".join(x["text"] for x in parts)}
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return {"role": role, "content": parts[0]["text"]}  # the plain form every upstream takes
     return {"role": role, "content": parts}
 
 
