@@ -16,6 +16,7 @@ docs/decisions.md (decision 15) has the reasoning.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -36,6 +37,8 @@ from unigate.surfaces.responses.response import Echo, new_id
 from unigate.surfaces.responses.stream import ResponsesEgress
 
 __all__ = ["ResponsesSurface"]
+
+log = logging.getLogger("unigate.http")
 
 #: the preset whose upstream has the Responses API itself (OpenAI-compatible hosts do not)
 _RESPONSES_PRESETS = frozenset({"openai"})
@@ -152,6 +155,8 @@ class ResponsesSurface:
                 final["id"], owner, float(final["created_at"]), model, prev_id, conversation, final)
             try:
                 await store.put(row)
+            except Exception:  # noqa: BLE001 - the client has (or is getting) its answer, paid for
+                log.exception("request %s: could not store response %s", rid, row.id)
             finally:
                 self._pending.pop(row.id, None)
         return resp
