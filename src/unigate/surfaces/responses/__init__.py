@@ -155,7 +155,7 @@ class ResponsesSurface:
                 final["id"], owner, float(final["created_at"]), model, prev_id, conversation, final)
             try:
                 await store.put(row)
-            except Exception:  # noqa: BLE001 - the client has (or is getting) its answer, paid for
+            except Exception:  # the client has (or is getting) its answer, paid for: keep it
                 log.exception("request %s: could not store response %s", rid, row.id)
             finally:
                 self._pending.pop(row.id, None)
