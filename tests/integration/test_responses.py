@@ -336,5 +336,8 @@ async def test_pass_through_errors(gw: RunningGateway) -> None:
         await client(gw).responses.create(model="openai/error-429", input="hi")
     assert "fake upstream error 429" in ei.value.message
     events = await events_of(await client(gw).responses.create(model="openai/stream-error", input="hi", stream=True))
-    assert events[-2].type == "error" and "fake failure mid-stream" in events[-2].message
-    assert events[-1].type == "response.failed"
+    # the upstream's events as they came, then one error event numbered after them (no second
+    # response.created: the response is the upstream's)
+    assert [e.type for e in events].count("response.created") == 1 and events[0].response.id == "resp_fake1"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "error" and "fake failure mid-stream" in events[-1].message

@@ -13,7 +13,7 @@ from unigate.errors import InvalidRequest, UpstreamUnavailable
 from unigate.providers.openai_responses import ResponsesStreamWatch, response_usage
 from unigate.surfaces.responses.request import to_canonical
 from unigate.surfaces.responses.response import Echo, to_response
-from unigate.surfaces.responses.stream import ResponsesStreamEncoder
+from unigate.surfaces.responses.stream import RelayErrorEncoder, ResponsesStreamEncoder
 
 
 def events(data: bytes) -> list[dict[str, Any]]:
@@ -220,6 +220,8 @@ def test_watch_reads_usage_errors_and_the_end() -> None:
     first = b"event: x\ndata: " + orjson.dumps(delta) + b"\n\n"
     out, err = w.see(first + bad)
     assert out == first and err is not None and "overloaded" in err.message
+    # the surface numbers its error event after the last event relayed (4)
+    assert b"event: error" in RelayErrorEncoder().error(err) and b'"sequence_number":5' in RelayErrorEncoder().error(err)
     with pytest.raises(UpstreamUnavailable):
         ResponsesStreamWatch("openai").close()  # no terminal event: a cut stream
 

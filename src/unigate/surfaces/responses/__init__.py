@@ -139,7 +139,7 @@ class ResponsesSurface:
             # OpenAI keeps (or not) what it answers: the gateway stores nothing of a relayed call
             call.native = NativeBody(DIALECT, body, {})
             # its egress renders only a failure of the relay (the answer goes out as it came)
-            call.body, call.egress = t.body, ResponsesEgress(Echo.of(body, body.get("store") is not False))
+            call.body, call.egress = t.body, ResponsesEgress(Echo.of(body, False), relayed=True)
             return await gw.run(call)
         keep = store is not None and body.get("store") is not False
         egress = ResponsesEgress(Echo.of(body, keep))
