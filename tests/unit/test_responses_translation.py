@@ -231,3 +231,33 @@ def test_response_usage_checks_the_shape() -> None:
         "prompt_tokens"] == 1
     with pytest.raises(ValueError):
         response_usage(b'{"object": "chat.completion", "choices": []}')
+
+
+ODD: list[Any] = [None, True, 0, -1, 1.5, "", "x", [], [None], [1], ["x"], {}, {"type": ["x"]}, {"type": None},
+                  {"role": ["user"]}, {"effort": ["low"]}, {"format": ["x"]}, {"format": {"type": ["x"]}}]
+FIELDS = ["input", "instructions", "tools", "tool_choice", "text", "max_output_tokens", "temperature", "top_p",
+          "reasoning", "parallel_tool_calls", "metadata", "user", "stream", "store", "include", "truncation",
+          "previous_response_id"]
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_odd_values_are_400s_never_crashes(name: str) -> None:
+    """Every field with values of every odd shape: translated, or an InvalidRequest (a 400), and
+    the echo built from the same body never trips either (a crash would be a 500)."""
+    for v in ODD:
+        shapes = [v, [v], {"format": v}, {"effort": v}]
+        if name == "input":
+            shapes += [[{"role": "user", "content": v}], [{"role": "user", "content": [v]}],
+                       [{"role": "assistant", "content": [v]}], [{"type": "function_call", "call_id": v}],
+                       [{"type": "function_call_output", "call_id": "c", "output": v}],
+                       [{"role": "user", "content": [{"type": "input_image", "image_url": v, "detail": v}]}]]
+        if name == "tools":
+            shapes += [[{"type": "function", "name": "f", "parameters": v, "description": v, "strict": v}],
+                       [{"type": v}]]
+        for wrapped in shapes:
+            body = {"model": "m", "input": "hi", name: wrapped}
+            try:
+                to_canonical(body)
+            except InvalidRequest:
+                pass
+            Echo.of(body, False)
