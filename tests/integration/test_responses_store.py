@@ -96,6 +96,9 @@ async def test_get_delete_and_input_items(start_gateway: GatewayFactory, openai_
                                                       {"role": "user", "content": "two"}], metadata={"k": "v"})
     got = await c.responses.retrieve(r.id)
     assert got.model_dump() == r.model_dump()
+    with pytest.raises(openai.BadRequestError) as si:
+        await c.responses.retrieve(r.id, stream=True)
+    assert si.value.param == "stream"
     items = await c.responses.input_items.list(r.id, order="asc")
     assert [(i.type, i.role, i.content[0].type, i.content[0].text) for i in items.data] == [  # type: ignore[union-attr]
         ("message", "user", "input_text", "one"), ("message", "user", "input_text", "two")]

@@ -187,6 +187,10 @@ class ResponsesSurface:
         return row, store
 
     async def retrieve(self, request: web.Request, rid: str) -> web.StreamResponse:
+        if request.query.get("stream", "false").lower() not in ("false", "0", ""):
+            # the API can replay a stored response as its event stream; the gateway keeps the object only
+            raise bad("'stream' is not supported when retrieving a stored response: the gateway returns the "
+                      "Response object.", "stream", "unsupported_parameter")
         row, _ = await self._stored(request)
         return _json(row.response, rid)
 
