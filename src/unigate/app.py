@@ -25,8 +25,8 @@ from unigate.providers.transport import Transport
 from unigate.routing.router import Router
 from unigate.surfaces.admin import AdminSurface
 from unigate.surfaces.anthropic import AnthropicSurface
-from unigate.surfaces.responses import ResponsesSurface
 from unigate.surfaces.openai import OpenAISurface, expect_handler, fallback_handler, model_object
+from unigate.surfaces.responses import ResponsesSurface
 
 log = logging.getLogger("unigate")
 

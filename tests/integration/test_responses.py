@@ -169,10 +169,15 @@ async def test_json_schema_text_format(gw: RunningGateway, openai_fake: FakeOpen
     assert openai_fake.last.json["response_format"] == {
         "type": "json_schema", "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True}}
     assert r.text is not None and r.text.format.type == "json_schema"
-    await client(gw).responses.create(model=COMPAT, input="JSON", text={"format": {"type": "json_object"}},
-                                      reasoning={"effort": "low"})
+    raw = await client(gw).responses.with_raw_response.create(
+        model=COMPAT, input="JSON", text={"format": {"type": "json_object"}, "verbosity": "low"},
+        reasoning={"effort": "low", "summary": "auto"}, include=["reasoning.encrypted_content"])
     assert openai_fake.last.json["response_format"] == {"type": "json_object"}
     assert openai_fake.last.json["reasoning_effort"] == "low"
+    # what the chat form cannot carry is named
+    assert raw.headers["x-unigate-dropped-params"].split(",") == [
+        "reasoning.summary", "text.verbosity", "include.reasoning.encrypted_content"]
+    assert "verbosity" not in openai_fake.last.json and "include" not in openai_fake.last.json
 
 
 async def test_stream_event_order(gw: RunningGateway) -> None:
@@ -336,5 +341,8 @@ async def test_pass_through_errors(gw: RunningGateway) -> None:
         await client(gw).responses.create(model="openai/error-429", input="hi")
     assert "fake upstream error 429" in ei.value.message
     events = await events_of(await client(gw).responses.create(model="openai/stream-error", input="hi", stream=True))
-    assert events[-2].type == "error" and "fake failure mid-stream" in events[-2].message
-    assert events[-1].type == "response.failed"
+    # the upstream's events as they came, then one error event numbered after them (no second
+    # response.created: the response is the upstream's)
+    assert [e.type for e in events].count("response.created") == 1 and events[0].response.id == "resp_fake1"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "error" and "fake failure mid-stream" in events[-1].message

@@ -11,12 +11,22 @@ from __future__ import annotations
 import orjson
 
 from unigate.canonical.types import JSON
-from unigate.errors import GatewayError, UpstreamUnavailable, upstream_error_for_status
+from unigate.errors import GatewayError, UpstreamUnavailable
 from unigate.providers.base import Deployment, NativeBody, UpstreamRequest
 
 #: the NativeBody dialect of a Responses request (the OpenAI adapter's dialect: see Call.is_native)
 DIALECT = "openai"
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_SEQ = b'"sequence_number":'
+
+
+class RelayedStreamError(UpstreamUnavailable):
+    """A relayed Responses stream's failure; `after` is the sequence number of the last event the
+    client got (the surface numbers its error event after it), None when none was seen."""
+
+    def __init__(self, message: str, *, after: int | None, provider: str, code: str | None = None) -> None:
+        super().__init__(message, provider=provider, code=code)
+        self.after = after
 
 
 def responses_request(native: NativeBody, dep: Deployment, *, stream: bool) -> UpstreamRequest:
@@ -54,15 +64,18 @@ class ResponsesStreamWatch:
     holding one of `MARKERS` are parsed, the others go by as bytes."""
 
     MARKERS = (b'"usage"', b'"error"', b"response.completed", b"response.incomplete", b"response.failed")
-    __slots__ = ("_provider", "ended", "usage")
+    __slots__ = ("_provider", "ended", "seq", "usage")
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
         self.ended = False
         self.usage: JSON | None = None
+        #: the sequence number of the last whole event relayed (one rfind per block)
+        self.seq: int | None = None
 
     def see(self, block: bytes) -> tuple[bytes, GatewayError | None]:
         if not any(m in block for m in self.MARKERS):
+            self._last_seq(block)
             return block, None
         pos = 0
         for event in block.split(b"\n\n"):
@@ -77,19 +90,31 @@ class ResponsesStreamWatch:
                     if u is not None:
                         self.usage = u
                 elif kind == "error":
+                    self._last_seq(block[:pos])
                     message = obj.get("message")
                     code = obj.get("code")
-                    err = upstream_error_for_status(
-                        502, f"{self._provider}: {message if isinstance(message, str) else 'error in the stream'}",
-                        provider=self._provider, code=code if isinstance(code, str) else None)
-                    return block[:pos], err
+                    return block[:pos], RelayedStreamError(
+                        f"{self._provider}: {message if isinstance(message, str) else 'error in the stream'}",
+                        after=self.seq, provider=self._provider, code=code if isinstance(code, str) else None)
             pos = end
+        self._last_seq(block)
         return block, None
+
+    def _last_seq(self, block: bytes) -> None:
+        i = block.rfind(_SEQ)
+        if i >= 0:
+            j = i + len(_SEQ)
+            digits = block[j : j + 24].lstrip()
+            n = 0
+            while n < len(digits) and 48 <= digits[n] <= 57:
+                n += 1
+            if n:
+                self.seq = int(digits[:n])
 
     def close(self) -> None:
         if not self.ended:
-            raise UpstreamUnavailable(f"{self._provider}: the upstream stream ended before its last event",
-                                      provider=self._provider)
+            raise RelayedStreamError(f"{self._provider}: the upstream stream ended before its last event",
+                                     after=self.seq, provider=self._provider)
 
 
 def _payload(event: bytes) -> JSON | None:

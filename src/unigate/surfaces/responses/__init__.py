@@ -16,6 +16,7 @@ docs/decisions.md (decision 15) has the reasoning.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -36,6 +37,8 @@ from unigate.surfaces.responses.response import Echo, new_id
 from unigate.surfaces.responses.stream import ResponsesEgress
 
 __all__ = ["ResponsesSurface"]
+
+log = logging.getLogger("unigate.http")
 
 #: the preset whose upstream has the Responses API itself (OpenAI-compatible hosts do not)
 _RESPONSES_PRESETS = frozenset({"openai"})
@@ -136,7 +139,7 @@ class ResponsesSurface:
             # OpenAI keeps (or not) what it answers: the gateway stores nothing of a relayed call
             call.native = NativeBody(DIALECT, body, {})
             # its egress renders only a failure of the relay (the answer goes out as it came)
-            call.body, call.egress = t.body, ResponsesEgress(Echo.of(body, body.get("store") is not False))
+            call.body, call.egress = t.body, ResponsesEgress(Echo.of(body, False), relayed=True)
             return await gw.run(call)
         keep = store is not None and body.get("store") is not False
         egress = ResponsesEgress(Echo.of(body, keep))
@@ -152,6 +155,8 @@ class ResponsesSurface:
                 final["id"], owner, float(final["created_at"]), model, prev_id, conversation, final)
             try:
                 await store.put(row)
+            except Exception:  # the client has (or is getting) its answer, paid for: keep it
+                log.exception("request %s: could not store response %s", rid, row.id)
             finally:
                 self._pending.pop(row.id, None)
         return resp
@@ -182,6 +187,10 @@ class ResponsesSurface:
         return row, store
 
     async def retrieve(self, request: web.Request, rid: str) -> web.StreamResponse:
+        if request.query.get("stream", "false").lower() not in ("false", "0", ""):
+            # the API can replay a stored response as its event stream; the gateway keeps the object only
+            raise bad("'stream' is not supported when retrieving a stored response: the gateway returns the "
+                      "Response object.", "stream", "unsupported_parameter")
         row, _ = await self._stored(request)
         return _json(row.response, rid)
 
@@ -215,16 +224,23 @@ class ResponsesSurface:
 
 
 def _with_ids(items: list[JSON]) -> list[JSON]:
-    """The input items as stored: each with an id (input_items lists them by id)."""
+    """The input items as stored, in the shape input_items lists them: each with an id, a
+    message's text as a content part."""
     out = []
     for it in items:
-        if isinstance(it.get("id"), str):
-            out.append(it)
-        else:
-            kind = it.get("type") or "message"
-            prefix = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_"}.get(kind, "item_")
-            out.append({"id": new_id(prefix), "type": kind, **{k: v for k, v in it.items() if k != "type"}})
+        kind = it.get("type") or "message"
+        item = {**it, "type": kind}
+        if not isinstance(it.get("id"), str):
+            item["id"] = new_id(_ID_PREFIX.get(kind, "item_"))
+        content = it.get("content")
+        if kind == "message" and isinstance(content, str):
+            part = "output_text" if it.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": content}]
+        out.append(item)
     return out
+
+
+_ID_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_"}
 
 
 def _json(obj: JSON, rid: str) -> web.Response:

@@ -203,7 +203,7 @@ def _reasoning(body: JSON, t: Translation) -> None:
     _expect(r, dict, "an object", "reasoning")
     effort = r.get("effort")
     if effort is not None:
-        if effort not in _EFFORTS:
+        if not isinstance(effort, str) or effort not in _EFFORTS:
             raise bad(f"Invalid value for 'reasoning.effort': {effort!r}. Supported values are: "
                       f"{', '.join(sorted(_EFFORTS))}.", "reasoning.effort")
         t.body["reasoning_effort"] = effort
@@ -310,6 +310,9 @@ def _messages(items: list[Any], where: str, t: Translation) -> list[JSON]:
         p = f"{where}[{i}]"
         _expect(item, dict, "an object", p)
         kind = item.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise bad(f"Invalid type for '{p}.type': expected a string, but got {_type_name(kind)}.", f"{p}.type",
+                      "invalid_type")
         if kind is None or kind == "message":
             msg = _message(item, p)
             if msg is not None:
@@ -345,7 +348,7 @@ def _has_tool_results_after(out: list[JSON]) -> bool:
 
 def _message(item: JSON, p: str) -> JSON | None:
     role = item.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         if role is None:
             raise bad(f"Missing required parameter: '{p}.role'.", f"{p}.role", "missing_required_parameter")
         raise bad(f"Invalid value for '{p}.role': {role!r}. Supported values are: 'assistant', 'developer', "
@@ -380,6 +383,8 @@ def _message(item: JSON, p: str) -> JSON | None:
         if any(x["type"] != "text" for x in parts):
             raise bad(f"Invalid '{p}.content': a {role} message holds text only.", f"{p}.content")
         return {"role": role, "content": "".join(x["text"] for x in parts)}
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return {"role": role, "content": parts[0]["text"]}  # the plain form every upstream takes
     return {"role": role, "content": parts}
 
 

@@ -43,7 +43,8 @@ class Echo:
 
     @classmethod
     def of(cls, body: JSON, store: bool) -> Echo:
-        text = body.get("text")
+        text, reasoning = body.get("text"), _obj(body.get("reasoning"))
+        tools = body.get("tools")
         fields: JSON = {
             "instructions": body.get("instructions"),
             "max_output_tokens": body.get("max_output_tokens"),
@@ -51,13 +52,12 @@ class Echo:
             "metadata": body.get("metadata") or {},
             "parallel_tool_calls": body.get("parallel_tool_calls", True),
             "previous_response_id": body.get("previous_response_id"),
-            "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"),
-                          "summary": (body.get("reasoning") or {}).get("summary")},
+            "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
             "store": store,
             "temperature": body.get("temperature", 1.0),
             "text": text if isinstance(text, dict) and text.get("format") else {"format": {"type": "text"}},
             "tool_choice": body.get("tool_choice", "auto"),
-            "tools": [_tool_echo(t) for t in body.get("tools") or ()],
+            "tools": [_tool_echo(t) for t in tools] if isinstance(tools, list) else [],
             "top_p": body.get("top_p", 1.0),
             "truncation": body.get("truncation") or "disabled",
             "user": body.get("user"),

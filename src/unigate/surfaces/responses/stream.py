@@ -26,6 +26,7 @@ import orjson
 
 from unigate.canonical.types import JSON
 from unigate.errors import GatewayError, UpstreamUnavailable
+from unigate.providers.openai_responses import RelayedStreamError
 from unigate.surfaces.responses.response import (
     INCOMPLETE,
     Echo,
@@ -225,14 +226,35 @@ class ResponsesStreamEncoder:
         return out
 
 
+class RelayErrorEncoder:
+    """A passed-through stream's failure: the events so far were the upstream's own (its ids, its
+    numbering), so only an `error` event is added, numbered after the last one relayed; the
+    relay never asks for chunks or a finish."""
+
+    def chunk(self, chunk: JSON) -> bytes:
+        return b""
+
+    def finish(self, usage: JSON | None) -> bytes:
+        return b""
+
+    def error(self, err: GatewayError) -> bytes:
+        data: JSON = {"type": "error", "code": err.code or err.type, "message": err.message, "param": err.param}
+        after = err.after if isinstance(err, RelayedStreamError) else None
+        if after is not None:
+            data["sequence_number"] = after + 1
+        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
 class ResponsesEgress:
     """Per request: the Response's identity and echoed settings (`Echo`); keeps the Response it
     encoded (JSON) or the stream's encoder (its `final`), for the surface to store."""
 
     relay_openai = False
 
-    def __init__(self, echo: Echo) -> None:
+    def __init__(self, echo: Echo, *, relayed: bool = False) -> None:
         self.echo = echo
+        #: the call passes through to an upstream with the Responses API (errors only are ours)
+        self.relayed = relayed
         self.result: JSON | None = None
         self.encoder: ResponsesStreamEncoder | None = None
         #: for a stream: told the final Response before the client reads its last event
@@ -242,7 +264,9 @@ class ResponsesEgress:
         self.result = to_response(obj, self.echo)
         return orjson.dumps(self.result)
 
-    def stream_encoder(self, body: JSON) -> ResponsesStreamEncoder:
+    def stream_encoder(self, body: JSON) -> ResponsesStreamEncoder | RelayErrorEncoder:
+        if self.relayed:
+            return RelayErrorEncoder()
         self.encoder = ResponsesStreamEncoder(self.echo, self.on_final)
         return self.encoder
 
