@@ -26,7 +26,8 @@ from tests.clients.agents import (
 from tests.clients.conftest import MASTER, MODEL
 from tests.clients.recorder import Recorder
 from tests.clients.upstream import ANSWER, ScriptedOpenAI
-from tests.conftest import RunningGateway
+from tests.conftest import GatewayFactory, RunningGateway
+from tests.fakes.anthropic import FakeAnthropic
 
 PROMPT = "What colour is the sky? Answer in one sentence."
 CLAUDE_MAIN = "claude-sonnet-4-5-20250929"
@@ -127,3 +128,28 @@ def opencode_config(base_url: str) -> dict[str, object]:
             "provider": {"unigate": {"npm": "@ai-sdk/openai-compatible", "name": "unigate",
                                      "options": {"baseURL": base_url, "apiKey": "{env:UNIGATE_API_KEY}"},
                                      "models": {MODEL: {"name": "scripted model"}}}}}
+
+
+async def test_claude_code_on_an_anthropic_upstream(tmp_path: Path, start_gateway: GatewayFactory) -> None:
+    """The common set-up: Claude Code's bare `claude-*` names go to Anthropic (the default rule), and
+    the request is passed through as sent, betas and thinking included, to a real-format fake."""
+    claude = agent_binary("claude")
+    fake = FakeAnthropic()
+    await fake.start()
+    try:
+        gw = await start_gateway(env={"ANTHROPIC_API_KEY": fake.api_key, "ANTHROPIC_BASE_URL": fake.url,
+                                      "UNIGATE_MASTER_KEY": MASTER})
+        env = base_env(tmp_path) | {
+            "ANTHROPIC_BASE_URL": gw.url, "ANTHROPIC_API_KEY": MASTER, "ANTHROPIC_MODEL": CLAUDE_MAIN,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": CLAUDE_SMALL, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1"}
+        done = await run_agent([str(claude), "-p", PROMPT, "--output-format", "text"], env, tmp_path)
+        assert done.code == 0, done.stderr[-4000:]
+        assert f"Hello from {CLAUDE_MAIN}!" in done.stdout, done.stdout
+        main = [r for r in fake.requests if r.json.get("model") == CLAUDE_MAIN]
+        assert main, [r.path for r in fake.requests]
+        assert "claude-code-20250219" in main[-1].headers.get("anthropic-beta", "")  # forwarded as sent
+        assert main[-1].headers["x-api-key"] == fake.api_key  # the gateway's key upstream, not the client's
+        assert not fake.violations, fake.violations
+    finally:
+        await fake.stop()

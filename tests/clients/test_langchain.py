@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from tests.clients.conftest import MASTER, MODEL
 from tests.clients.upstream import ANSWER, ScriptedOpenAI
-from tests.conftest import RunningGateway
+from tests.conftest import GatewayFactory, RunningGateway, require_local_model
+from tests.fakes.anthropic import FakeAnthropic
 
 CLAUDE = "claude-sonnet-4-5-20250929"  # a bare vendor name, routed to the mock by the gateway's config
 
@@ -84,3 +85,39 @@ async def test_with_structured_output(kind: str, gw: RunningGateway, scripted: S
     # each integration asks in its own way (a json_schema response format or a forced tool); both reach the upstream
     asked = sent.get("response_format", {}).get("json_schema", {}).get("name") or sent["tool_choice"]["function"]["name"]
     assert asked == "Person"
+
+
+async def test_chat_anthropic_against_an_anthropic_upstream(start_gateway: GatewayFactory) -> None:
+    """ChatAnthropic with an Anthropic model behind the gateway: the request passes through."""
+    fake = FakeAnthropic()
+    await fake.start()
+    try:
+        gw = await start_gateway(env={"ANTHROPIC_API_KEY": fake.api_key, "ANTHROPIC_BASE_URL": fake.url,
+                                      "UNIGATE_MASTER_KEY": MASTER})
+
+        def model(name: str) -> ChatAnthropic:
+            return ChatAnthropic(model_name=name, base_url=gw.url, api_key=MASTER, max_retries=0,  # type: ignore[arg-type]
+                                 max_tokens_to_sample=64, timeout=30, stop=None)
+
+        msg = await model("anthropic/claude-haiku-4-5").ainvoke("hi")
+        assert msg.text == "Hello from claude-haiku-4-5!"
+        ai = await model("anthropic/tools").bind_tools([get_weather]).ainvoke("Weather in Paris?")
+        assert isinstance(ai, AIMessage) and [(c["name"], c["args"]) for c in ai.tool_calls] == [
+            ("get_weather", {"city": "Paris"})]
+        assert not fake.violations, fake.violations
+    finally:
+        await fake.stop()
+
+
+@pytest.mark.local_model
+async def test_both_chat_models_on_the_local_model(start_gateway: GatewayFactory) -> None:
+    require_local_model()
+    gw = await start_gateway(env={"UNIGATE_LOCAL": "on", "UNIGATE_MASTER_KEY": MASTER})
+    gpt = ChatOpenAI(model="local/smollm2", base_url=gw.url + "/v1", api_key=MASTER, max_retries=0,  # type: ignore[arg-type]
+                     max_completion_tokens=8, temperature=0)
+    claude = ChatAnthropic(model_name="local/smollm2", base_url=gw.url, api_key=MASTER, max_retries=0,  # type: ignore[arg-type]
+                           max_tokens_to_sample=8, temperature=0, timeout=60, stop=None)
+    for model in (gpt, claude):
+        msg = await model.ainvoke("Say hi")
+        assert msg.text.strip()
+        assert isinstance(msg, AIMessage) and msg.usage_metadata is not None and msg.usage_metadata["output_tokens"] > 0
