@@ -12,8 +12,10 @@ $(PY):
 install: $(PY)
 	$(PIP) install -q -e '.[local]'
 
+# instructor (tests/clients) goes in without its pins: every release caps jiter below what the pinned openai needs
 install-test: $(PY)
 	$(PIP) install -q -e '.[local,test,scale]'
+	$(PIP) install -q --no-deps instructor==1.17.0
 
 ## install and start the gateway on its embedded defaults (local model, no keys needed)
 run: install
