@@ -57,6 +57,18 @@ async def test_pydantic_ai_agent_with_a_tool(gw: RunningGateway, scripted: Scrip
     assert result.usage().total_tokens == 36  # two calls of 18 tokens each, as the gateway reported them
 
 
+async def test_pydantic_ai_structured_output(gw: RunningGateway, scripted: ScriptedOpenAI) -> None:
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    scripted.structured = {"name": "Ada", "age": 36}
+    scripted.tool_args = scripted.structured  # pydantic-ai asks for the output with a tool of its own
+    model = OpenAIChatModel(MODEL, provider=OpenAIProvider(base_url=gw.url + "/v1", api_key=MASTER))
+    result = await Agent(model, output_type=Person).run("Ada is 36.")
+    assert result.output == Person(name="Ada", age=36)
+
+
 async def test_instructor_extracts_a_model(gw: RunningGateway, scripted: ScriptedOpenAI) -> None:
     import instructor
 

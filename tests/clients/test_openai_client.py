@@ -10,6 +10,7 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tests.clients.conftest import MASTER, MODEL
 from tests.clients.upstream import ANSWER, ScriptedOpenAI
@@ -97,6 +98,21 @@ async def test_stream_helper_of_the_responses_api(gw: RunningGateway) -> None:
             pass
         final = await stream.get_final_response()
     assert final.output_text == ANSWER
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+async def test_responses_parse_with_a_pydantic_model(gw: RunningGateway, scripted: ScriptedOpenAI) -> None:
+    """`responses.parse(text_format=...)`: text.format json_schema in, the parsed model out."""
+    scripted.structured = {"name": "Ada", "age": 36}
+    parsed = await client(gw).responses.parse(model=MODEL, input="Ada is 36.", text_format=Person)
+    assert parsed.output_parsed == Person(name="Ada", age=36)
+    fmt = scripted.chats[-1]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["name"] == "Person"
+    assert set(fmt["json_schema"]["schema"]["properties"]) == {"name", "age"}
 
 
 async def test_bad_input_is_an_openai_error(gw: RunningGateway) -> None:
