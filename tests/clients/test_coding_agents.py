@@ -69,9 +69,11 @@ async def test_claude_code(key_var: str, tmp_path: Path, recorder: Recorder, tex
     done = await run_agent([str(claude), "-p", PROMPT, "--output-format", "text"], env, tmp_path)
     finish("claude-code" if key_var == "ANTHROPIC_API_KEY" else None, recorder, text_only, done,
            ("/v1/messages",))
-    auth = recorder.requests[-1]["headers"]
-    assert (auth.get("x-api-key") or auth.get("X-Api-Key") if key_var == "ANTHROPIC_API_KEY"
-            else auth.get("authorization") or auth.get("Authorization")) in (MASTER, f"Bearer {MASTER}")
+    sent = {k.lower(): v for k, v in recorder.requests[-1]["headers"].items()}
+    if key_var == "ANTHROPIC_API_KEY":
+        assert sent["x-api-key"] == MASTER
+    else:
+        assert sent["authorization"] == f"Bearer {MASTER}" and "x-api-key" not in sent
     assert {c["model"] for c in text_only.chats} <= {CLAUDE_MAIN, CLAUDE_SMALL}
 
 
