@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import openai
+import pytest
 from pydantic import BaseModel
 
 from tests.clients.conftest import MASTER, MODEL
@@ -83,7 +84,7 @@ async def test_instructor_extracts_a_model(gw: RunningGateway, scripted: Scripte
     assert set(sent["tools"][0]["function"]["parameters"]["properties"]) == {"name", "age"}
 
 
-async def _agents_sdk_round_trip(gw: RunningGateway, api: str) -> tuple[str, list[str]]:
+async def _agents_sdk_round_trip(gw: RunningGateway, api: str, streamed: bool = False) -> tuple[str, list[str]]:
     from agents import (
         Agent,
         OpenAIChatCompletionsModel,
@@ -106,12 +107,19 @@ async def _agents_sdk_round_trip(gw: RunningGateway, api: str) -> tuple[str, lis
     model = (OpenAIResponsesModel(model=MODEL, openai_client=client) if api == "responses"
              else OpenAIChatCompletionsModel(model=MODEL, openai_client=client))
     agent = Agent(name="weather", instructions="Use the tool.", model=model, tools=[get_weather])
-    result = await Runner.run(agent, "Weather in Paris?", max_turns=3)
-    return str(result.final_output), seen
+    if not streamed:
+        result = await Runner.run(agent, "Weather in Paris?", max_turns=3)
+        return str(result.final_output), seen
+    run = Runner.run_streamed(agent, "Weather in Paris?", max_turns=3)
+    kinds = {ev.type async for ev in run.stream_events()}
+    assert "raw_response_event" in kinds  # the Responses event stream reached the SDK as events
+    return str(run.final_output), seen
 
 
-async def test_openai_agents_sdk_over_responses(gw: RunningGateway, scripted: ScriptedOpenAI) -> None:
-    output, seen = await _agents_sdk_round_trip(gw, "responses")
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_streamed"])
+async def test_openai_agents_sdk_over_responses(streamed: bool, gw: RunningGateway, scripted: ScriptedOpenAI) -> None:
+    output, seen = await _agents_sdk_round_trip(gw, "responses", streamed)
+    assert [bool(c.get("stream")) for c in scripted.chats] == [streamed, streamed]
     assert seen == ["Paris"]
     assert output == f"{ANSWER} (tool said: sunny in Paris)"
     assert_tool_round_trip(scripted, "sunny in Paris")
