@@ -120,6 +120,10 @@ class ResponsesSurface:
                                      "Send the whole conversation in 'input' instead.",
                                      param="previous_response_id", code="unsupported_parameter")
             prev = await self._find(prev_id, owner)
+            if prev is not None:
+                # the earlier turns go upstream too: the context-window check and a key's token
+                # estimate count them (a streamed row still being written has no size yet: 0)
+                call.size += prev.size
         # planned here: whether the upstream has the Responses API decides between relay and translation
         deps = gw.plan(call)
         native = prev is None and passes_through(deps)
