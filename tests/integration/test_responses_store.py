@@ -72,6 +72,20 @@ async def test_previous_response_id_chains_turns(start_gateway: GatewayFactory, 
     assert len(rows) == 4 and all(tuple(r) == ("chat", COMPAT, 12, 5, 200) for r in rows), rows
 
 
+async def test_a_stored_turn_continues_on_openai_by_translation(start_gateway: GatewayFactory,
+                                                                 openai_fake: FakeOpenAI, tmp_path: Any) -> None:
+    """A conversation the gateway stored, continued on a model with the Responses API upstream:
+    OpenAI does not know the id, so that turn is translated (to its chat API) with the history."""
+    gw = await stateful(start_gateway, openai_fake, tmp_path)
+    c = client(gw)
+    first = await c.responses.create(model=COMPAT, input="Hi, I am Ada.")
+    second = await c.responses.create(model="openai/gpt-4o-mini", input="Who am I?", previous_response_id=first.id)
+    assert second.id.startswith("resp_") and second.id != "resp_fake1" and second.previous_response_id == first.id
+    assert openai_fake.last.path == "/v1/chat/completions"
+    assert [m["content"] for m in openai_fake.last.json["messages"]] == [
+        "Hi, I am Ada.", "Hello from grok-fake!", "Who am I?"]
+
+
 async def test_tool_round_trip_over_previous_response_id(start_gateway: GatewayFactory, openai_fake: FakeOpenAI,
                                                          tmp_path: Any) -> None:
     gw = await stateful(start_gateway, openai_fake, tmp_path)
@@ -148,6 +162,10 @@ async def test_without_state_layer(start_gateway: GatewayFactory, openai_fake: F
     with pytest.raises(openai.NotFoundError) as ni:
         await c.responses.retrieve(r.id)
     assert "state layer" in ni.value.message
+    # a model on OpenAI itself: its own stored responses, so the id goes upstream untouched
+    r2 = await c.responses.create(model="openai/gpt-4o-mini", input="and?", previous_response_id="resp_at_openai")
+    assert r2.previous_response_id == "resp_at_openai"
+    assert openai_fake.last.path == "/v1/responses" and openai_fake.last.json["previous_response_id"] == "resp_at_openai"
 
 
 BAD: list[tuple[dict[str, Any], str, str]] = [

@@ -31,6 +31,8 @@ class StoredResponse:
     conversation: list[Any]
     #: the Response object
     response: dict[str, Any]
+    #: bytes of the stored JSON (the conversation's share of a next turn's size: token estimates)
+    size: int = 0
 
     def history(self) -> list[Any]:
         """The items a next turn continues from: the conversation and this answer's output."""
@@ -40,7 +42,8 @@ class StoredResponse:
 
 def _stored(row: Row) -> StoredResponse:
     return StoredResponse(id=row[0], owner=row[1], created_at=float(row[2]), model=row[3], previous_id=row[4],
-                          conversation=orjson.loads(row[5]), response=orjson.loads(row[6]))
+                          conversation=orjson.loads(row[5]), response=orjson.loads(row[6]),
+                          size=len(row[5]) + len(row[6]))
 
 
 class SqlResponses:

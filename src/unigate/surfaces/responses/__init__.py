@@ -10,7 +10,8 @@ Responses API, the client's body goes upstream untouched and the answer comes ba
 
 `store` (the API's default is true) keeps a response in the state layer when there is one (a
 master key is set), owned by the key that made it; without a state layer store is accepted and
-nothing is kept (the answer says `store: false`), and `previous_response_id` is a clear 400.
+nothing is kept (the answer says `store: false`), and `previous_response_id` is a clear 400
+(unless the model passes through to OpenAI, which keeps its own responses).
 docs/decisions.md (decision 15) has the reasoning.
 """
 
@@ -114,16 +115,21 @@ class ResponsesSurface:
             if not isinstance(prev_id, str) or not prev_id:
                 raise bad("Invalid type for 'previous_response_id': expected a string.", "previous_response_id",
                           "invalid_type")
+            prev = None if store is None else await self._find(prev_id, owner)
+            if prev is not None:
+                # the earlier turns go upstream too: the context-window check and a key's token
+                # estimate count them (a streamed row still being written has no size yet: 0)
+                call.size += prev.size
+        # planned here: whether the upstream has the Responses API decides between relay and translation
+        deps = gw.plan(call)
+        # a turn the gateway did not store may be OpenAI's own: an upstream with the API continues it
+        native = prev is None and passes_through(deps)
+        if prev_id is not None and prev is None and not native:
             if store is None:
                 raise InvalidRequest("'previous_response_id' needs the gateway's state layer, which is off: the "
                                      "gateway keeps responses only with a master key set (UNIGATE_MASTER_KEY). "
                                      "Send the whole conversation in 'input' instead.",
                                      param="previous_response_id", code="unsupported_parameter")
-            prev = await self._find(prev_id, owner)
-        # planned here: whether the upstream has the Responses API decides between relay and translation
-        deps = gw.plan(call)
-        native = prev is None and passes_through(deps)
-        if prev_id is not None and prev is None and not native:
             raise InvalidRequest(f"Previous response with id '{prev_id}' not found.", param="previous_response_id",
                                  code="previous_response_not_found")
         history = prev.history() if prev is not None else None
@@ -151,7 +157,8 @@ class ResponsesSurface:
         resp = await gw.run(call)
         final = egress.final
         if keep and store is not None and final is not None and final.get("status") != "failed":
-            row = self._pending.pop(final["id"], None) or StoredResponse(
+            # (a streamed one stays visible from the pending map until its row is written)
+            row = self._pending.get(final["id"]) or StoredResponse(
                 final["id"], owner, float(final["created_at"]), model, prev_id, conversation, final)
             try:
                 await store.put(row)
