@@ -26,6 +26,7 @@ from unigate.routing.router import Router
 from unigate.surfaces.admin import AdminSurface
 from unigate.surfaces.anthropic import AnthropicSurface
 from unigate.surfaces.openai import OpenAISurface, expect_handler, fallback_handler, model_object
+from unigate.surfaces.responses import ResponsesSurface
 
 log = logging.getLogger("unigate")
 
@@ -152,6 +153,7 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
     surface = OpenAISurface(gw, lambda: list_models(gw))
     routes = surface.routes()
     routes += AnthropicSurface(gw).routes()
+    routes += ResponsesSurface(gw).routes()
     routes += AdminSurface(gw).routes()
     app.add_routes(routes)
 

@@ -3,11 +3,18 @@ Completions wire format. Behaviour is chosen by the model name:
 
     anything          a normal answer "Hello from <model>!" (JSON or SSE)
     tools             a tool call get_weather({"city": "Paris"}), arguments streamed in fragments
+    tool-loop         that tool call, unless the last message is a tool result: then
+                      "The tool said: <its content>"
     error-<status>[-x] that HTTP status with an OpenAI error body (429 adds Retry-After: 7)
     slow-<ms>         waits that long before answering
     ragged            SSE with CRLF line endings, ':' comments, events split mid-line
     drop              stream that breaks off after two chunks
     trickle           stream whose chunks come 200 ms apart
+
+`POST /v1/responses` is OpenAI's Responses API, as the `openai` preset's upstream has it (the
+gateway relays that surface untouched): "Hello from <model>!" as a message item (or, for
+`tools`, a get_weather function_call item), JSON or the event stream with sequence numbers;
+`error-<status>` as above; `stream-error` sends an `error` event after the first deltas.
 """
 
 from __future__ import annotations
@@ -56,8 +63,8 @@ def chunk(model: str, delta: dict[str, Any], finish: str | None = None, usage: A
     return c
 
 
-def stream_events(model: str, include_usage: bool) -> list[dict[str, Any]]:
-    if model == "tools":
+def stream_events(model: str, include_usage: bool, text: str | None = None, tools: bool = False) -> list[dict[str, Any]]:
+    if model == "tools" or tools:
         evs = [chunk(model, {"role": "assistant", "content": None,
                              "tool_calls": [{"index": 0, "id": "call_abc123", "type": "function",
                                              "function": {"name": "get_weather", "arguments": ""}}]})]
@@ -66,7 +73,7 @@ def stream_events(model: str, include_usage: bool) -> list[dict[str, Any]]:
         evs.append(chunk(model, {}, "tool_calls"))
     else:
         evs = [chunk(model, {"role": "assistant", "content": ""})]
-        for piece in ["Hello", " from ", model, "!"]:
+        for piece in ["Hello", " from ", model, "!"] if text is None else [text[:4], text[4:]]:
             evs.append(chunk(model, {"content": piece}))
         evs.append(chunk(model, {}, "stop"))
     if include_usage:
@@ -81,6 +88,7 @@ class FakeOpenAI(FakeUpstream):
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/responses", self.responses)
 
     async def _prelude(self, model: str) -> web.Response | None:
         if model.startswith("slow-"):
@@ -98,13 +106,18 @@ class FakeOpenAI(FakeUpstream):
         early = await self._prelude(model)
         if early is not None:
             return early
+        text, tools = None, model == "tools"
+        if model == "tool-loop":
+            last = (body.get("messages") or [{}])[-1]
+            tools = last.get("role") != "tool"
+            text = None if tools else f"The tool said: {last.get('content')}"
         if not body.get("stream"):
-            obj = tool_completion(model) if model == "tools" else completion(model, f"Hello from {model}!")
+            obj = tool_completion(model) if tools else completion(model, text or f"Hello from {model}!")
             return web.json_response(obj)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        events = stream_events(model, include_usage)
+        events = stream_events(model, include_usage, text, tools)
         if model == "drop":
             for ev in events[:2]:
                 await resp.write(b"data: " + orjson.dumps(ev) + b"\n\n")
@@ -156,3 +169,78 @@ class FakeOpenAI(FakeUpstream):
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "fake"}]})
+
+    # ------------------------------------------------------------------ the Responses API
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        model = body.get("model")
+        if not isinstance(model, str) or body.get("input") is None:
+            return web.json_response({"error": {"message": "Missing required parameter: 'input'.",
+                                                "type": "invalid_request_error", "param": "input",
+                                                "code": "missing_required_parameter"}}, status=400)
+        early = await self._prelude(model)
+        if early is not None:
+            return early
+        final = response_object(model, body)
+        if not body.get("stream"):
+            return web.json_response(final)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, ev in enumerate(response_events(final)):
+            if model == "stream-error" and ev["type"] == "response.output_text.done":
+                ev = {"type": "error", "code": "server_error", "message": "fake failure mid-stream", "param": None}
+            ev["sequence_number"] = i
+            await resp.write(f"event: {ev['type']}\ndata: ".encode() + orjson.dumps(ev) + b"\n\n")
+            if ev["type"] == "error":
+                break
+        await resp.write_eof()
+        return resp
+
+
+RESPONSES_USAGE = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                   "output_tokens": 6, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 17}
+
+
+def response_object(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    if model == "tools":
+        item: dict[str, Any] = {"id": "fc_fake1", "type": "function_call", "status": "completed",
+                                "call_id": "call_fake1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    else:
+        item = {"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": f"Hello from {model}!", "annotations": [], "logprobs": []}]}
+    return {"id": "resp_fake1", "object": "response", "created_at": 1700000000, "status": "completed",
+            "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"), "model": model, "output": [item],
+            "parallel_tool_calls": True, "previous_response_id": body.get("previous_response_id"),
+            "store": body.get("store", True), "temperature": 1.0, "text": {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools", []), "top_p": 1.0,
+            "truncation": "disabled", "usage": RESPONSES_USAGE, "metadata": body.get("metadata") or {}}
+
+
+def response_events(final: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event sequence of the real API for a one-item answer (no sequence numbers yet)."""
+    start = {**final, "status": "in_progress", "output": [], "usage": None}
+    item = final["output"][0]
+    evs: list[dict[str, Any]] = [{"type": "response.created", "response": start},
+                                 {"type": "response.in_progress", "response": start}]
+    where = {"item_id": item["id"], "output_index": 0}
+    if item["type"] == "message":
+        text = item["content"][0]["text"]
+        evs.append({"type": "response.output_item.added", "output_index": 0,
+                    "item": {**item, "status": "in_progress", "content": []}})
+        evs.append({"type": "response.content_part.added", **where, "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": []}})
+        for piece in (text[:5], text[5:]):
+            evs.append({"type": "response.output_text.delta", **where, "content_index": 0, "delta": piece,
+                        "logprobs": []})
+        evs.append({"type": "response.output_text.done", **where, "content_index": 0, "text": text, "logprobs": []})
+        evs.append({"type": "response.content_part.done", **where, "content_index": 0, "part": item["content"][0]})
+    else:
+        evs.append({"type": "response.output_item.added", "output_index": 0,
+                    "item": {**item, "status": "in_progress", "arguments": ""}})
+        evs.append({"type": "response.function_call_arguments.delta", **where, "delta": item["arguments"]})
+        evs.append({"type": "response.function_call_arguments.done", **where, "arguments": item["arguments"]})
+    evs.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    evs.append({"type": "response.completed", "response": final})
+    return evs

@@ -335,14 +335,14 @@ async def test_one_structured_access_line_per_request(gw: RunningGateway, caplog
     await post(gw, {**CLAUDE_CODE_BODY, "model": "no-such-model"})
     await post(gw, {"model": MODEL}, CLAUDE_CODE_HEADERS)  # no max_tokens: a 400
     async with aiohttp.ClientSession() as s:
-        async with s.get(gw.url + "/v1/responses", headers={"Authorization": f"Bearer {MASTER}"}) as r:
+        async with s.get(gw.url + "/v1/assistants", headers={"Authorization": f"Bearer {MASTER}"}) as r:
             assert r.status == 404
         async with s.post(gw.url + "/v1/messages", headers={"x-api-key": "sk-wrong-key"}, data=b"{}") as r:
             assert r.status == 401
     lines = access_lines(caplog)
     assert [(x["method"], x["path"], x["status"]) for x in lines] == [
         ("POST", "/v1/messages", 200), ("POST", "/v1/messages", 200), ("POST", "/v1/messages", 404),
-        ("POST", "/v1/messages", 400), ("GET", "/v1/responses", 404), ("POST", "/v1/messages", 401)]
+        ("POST", "/v1/messages", 400), ("GET", "/v1/assistants", 404), ("POST", "/v1/messages", 401)]
     ok = lines[0]
     assert ok["model"] == MODEL and ok["served"] == f"anthropic/{MODEL}" and ok["deployment"] == f"anthropic/{MODEL}"
     assert ok["request_id"].startswith("req_") and ok["latency_ms"] > 0
@@ -366,7 +366,7 @@ async def test_access_log_can_be_switched_off(start_gateway: GatewayFactory, ups
 
 async def test_unknown_paths_get_a_true_404(gw: RunningGateway) -> None:
     async with aiohttp.ClientSession() as s:
-        for path in ("/v1/responses", "/v1/images/generations", "/nope"):
+        for path in ("/v1/assistants", "/v1/images/generations", "/nope"):
             async with s.post(gw.url + path, headers={"Authorization": f"Bearer {MASTER}"}, json={}) as r:
                 assert r.status == 404
                 err = (await r.json())["error"]

@@ -21,7 +21,8 @@ from unigate.canonical.types import JSON
 from unigate.canonical.upstream import error_message as error_message
 from unigate.canonical.upstream import retry_after_seconds as retry_after_seconds
 from unigate.errors import UpstreamError, UpstreamUnavailable, upstream_error_for_status
-from unigate.providers.base import AdapterBase, Deployment, UpstreamRequest
+from unigate.providers import openai_responses
+from unigate.providers.base import AdapterBase, Deployment, NativeBody, UpstreamRequest
 from unigate.providers.sse import SSEDecoder
 
 
@@ -62,6 +63,17 @@ class OpenAICompatAdapter(AdapterBase):
         if stream and dep.provider.preset.stream_usage:
             out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
         return UpstreamRequest("POST", self.url(dep, "completions"), dep.provider.headers, orjson.dumps(out), dropped)
+
+    # the native pass-through: a Responses API request, for an upstream that has that API (the
+    # Responses surface sets it only when every deployment is on the `openai` preset)
+    def native_request(self, native: NativeBody, dep: Deployment, *, stream: bool) -> UpstreamRequest:
+        return openai_responses.responses_request(native, dep, stream=stream)
+
+    def native_usage(self, data: bytes) -> JSON:
+        return openai_responses.response_usage(data)
+
+    def native_stream(self, dep: Deployment) -> openai_responses.ResponsesStreamWatch:
+        return openai_responses.ResponsesStreamWatch(dep.provider.id)
 
     def error(self, status: int, data: bytes, headers: Mapping[str, str], dep: Deployment) -> UpstreamError:
         message, code = error_message(data)

@@ -60,7 +60,16 @@ _V1 = [
         cost_usd {real} NOT NULL, errors {int} NOT NULL, PRIMARY KEY (day, key_id, team, model, provider))""",
 ]
 
-STEPS: list[list[str]] = [_V1]
+_V2 = [
+    # stored Responses API answers (surfaces/responses): `conversation` is the JSON list of the
+    # items before the answer (earlier turns and this input), `response` the Response object;
+    # `owner` is the key that made it (another key cannot read or delete it)
+    """CREATE TABLE responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at {real} NOT NULL,
+        model TEXT NOT NULL, previous_id TEXT, conversation TEXT NOT NULL, response TEXT NOT NULL)""",
+    "CREATE INDEX responses_created ON responses (created_at)",
+]
+
+STEPS: list[list[str]] = [_V1, _V2]
 
 
 def steps_for(dialect: Literal["sqlite", "postgres"]) -> list[tuple[int, list[str]]]:
