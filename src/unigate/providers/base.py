@@ -179,8 +179,8 @@ class AdapterBase:
         raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")
 
     def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
-        raise UnsupportedFeature(f"count_tokens is available only for models served by an Anthropic upstream; "
-                                 f"{dep.public_id} is not, and the gateway does not estimate token counts",
+        # the Anthropic surface sends only counting deployments here and estimates for the others
+        raise UnsupportedFeature(f"{dep.public_id} has no provider-side token count (Anthropic upstreams have one)",
                                  param="model")
 
     def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:

@@ -340,7 +340,24 @@ def validate_completions(body: JSON) -> None:
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
     if not isinstance(prompt, (str, list)):
         raise _bad_type("prompt", "a string or an array", prompt)
+    # completions' own fields: `logprobs` here is how many per-token alternatives (0..5), not
+    # chat's boolean, so it is checked here and not by the shared table
+    lp = body.get("logprobs")
+    if lp is not None:
+        if type(lp) is not int:
+            raise _bad_type("logprobs", "an integer", lp)
+        if not 0 <= lp <= 5:
+            raise InvalidRequest(f"Invalid value for 'logprobs': {lp} is outside the range [0, 5].", param="logprobs",
+                                 code="invalid_value")
+        body = {k: v for k, v in body.items() if k != "logprobs"}
+    for name, kind, expected in _COMPLETIONS_FIELDS:
+        v = body.get(name)
+        if v is not None and type(v) is not kind:
+            raise _bad_type(name, expected, v)
     _check_optional(body)
+
+
+_COMPLETIONS_FIELDS = (("echo", bool, "a boolean"), ("suffix", str, "a string"), ("best_of", int, "an integer"))
 
 
 def wants_usage(body: JSON) -> bool:

@@ -58,7 +58,7 @@ class AnthropicAdapter(AdapterBase):
         """The client's Messages body as it came, for this deployment's model (native.py)."""
         headers, url = self._target(dep.provider)
         if native.headers:
-            headers = merge_headers(headers, native.headers)
+            headers = merge_headers(headers, native.headers, dep.provider.headers)
         body = native.body if native.body.get("model") == dep.model else {**native.body, "model": dep.model}
         return UpstreamRequest("POST", url, headers, orjson.dumps(body))
 
