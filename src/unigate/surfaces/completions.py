@@ -44,7 +44,8 @@ _CHAT_ONLY_DEFAULT: dict[str, Any] = {"suffix": (None, ""), "echo": (None, False
 
 def has_native_completions(dep: Deployment) -> bool:
     """Whether this deployment's upstream serves /completions itself (else: the chat path)."""
-    if type(dep.adapter).completions_request is AdapterBase.completions_request:
+    cls: Any = type(dep.adapter)  # (mypy: the Protocol's method and the base's do not overlap)
+    if cls.completions_request is AdapterBase.completions_request:
         return False  # a dialect with no completions API (native dialects, the embedded model)
     return _native_for(dep.provider.preset.id, dep.model)
 
