@@ -26,11 +26,7 @@ HAIKU = "anthropic/claude-3-5-haiku-latest"
 
 
 class CountingFakeAnthropic(FakeAnthropic):
-    """The fake Anthropic upstream plus `POST /v1/messages/count_tokens` (a fixed count)."""
-
-    def setup(self, app: web.Application) -> None:
-        super().setup(app)
-        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+    """The fake Anthropic upstream with a fixed count on `POST /v1/messages/count_tokens`."""
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
