@@ -220,3 +220,13 @@ async def test_local_model(start_gateway: GatewayFactory) -> None:
     chunks = [x async for x in s]
     assert "".join(x.choices[0].text for x in chunks if x.choices) == r.choices[0].text  # same greedy answer
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+
+
+async def test_stop_and_chat_fields_are_checked(gw: RunningGateway, ant_fake: FakeAnthropic) -> None:
+    calls = len(ant_fake.requests)
+    for body, param in (({"stop": 5}, "stop"), ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+                        ({"tools": [{"type": "function"}]}, "tools[0].function.name")):
+        status, _, raw = await post(gw, {"model": CLAUDE, "prompt": "hi", **body})
+        assert status == 400, raw
+        assert orjson.loads(raw)["error"]["param"] == param
+    assert len(ant_fake.requests) == calls

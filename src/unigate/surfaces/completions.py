@@ -25,6 +25,7 @@ from unigate.canonical.types import JSON
 from unigate.errors import GatewayError, UnsupportedFeature
 from unigate.providers import sse
 from unigate.providers.base import AdapterBase, Deployment
+from unigate.surfaces import validate
 
 __all__ = ["EGRESS", "CompletionsEgress", "CompletionsStreamEncoder", "chat_body", "has_native_completions",
            "to_text_completion"]
@@ -80,6 +81,9 @@ def chat_body(body: JSON) -> JSON:
         prompt = prompt[0]
     out: JSON = {k: v for k, v in body.items() if k not in _NOT_CARRIED}
     out["messages"] = [{"role": "user", "content": prompt}]
+    # what the completions checks do not look at (a chat field sent to /v1/completions) is
+    # checked as chat's, so every chat translator can trust the body
+    validate.validate_chat(out)
     return out
 
 

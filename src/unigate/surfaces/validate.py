@@ -171,13 +171,7 @@ def validate_chat(body: JSON) -> None:
                                  param=f"messages[{i}].tool_call_id", code="missing_required_parameter")
         _check_message_fields(m, i)
     _check_optional(body)
-    stop = body.get("stop")
-    if stop is not None and not (
-        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
-    ):
-        raise _bad_type("stop", "a string or an array of strings", stop)
-    if isinstance(stop, list) and len(stop) > 4:
-        raise InvalidRequest("Invalid 'stop': at most 4 stop sequences are allowed.", param="stop", code="invalid_value")
+    _check_stop(body.get("stop"))
     for i, t in enumerate(body.get("tools") or ()):
         if not isinstance(t, dict) or not isinstance(t.get("type"), str):
             raise InvalidRequest(f"Invalid 'tools[{i}]': expected an object with a 'type'.", param=f"tools[{i}]")
@@ -212,6 +206,15 @@ def validate_chat(body: JSON) -> None:
         schema = rf["json_schema"].get("schema")
         if schema is not None and type(schema) is not dict:
             raise _bad_type("response_format.json_schema.schema", "an object", schema)
+
+
+def _check_stop(stop: Any) -> None:
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise _bad_type("stop", "a string or an array of strings", stop)
+    if isinstance(stop, list) and len(stop) > 4:
+        raise InvalidRequest("Invalid 'stop': at most 4 stop sequences are allowed.", param="stop", code="invalid_value")
 
 
 REASONING_EFFORTS = frozenset(EFFORTS)  # the one list (canonical/effort.py)
@@ -354,6 +357,7 @@ def validate_completions(body: JSON) -> None:
         v = body.get(name)
         if v is not None and type(v) is not kind:
             raise _bad_type(name, expected, v)
+    _check_stop(body.get("stop"))
     _check_optional(body)
 
 
