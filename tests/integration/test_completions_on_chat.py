@@ -155,7 +155,7 @@ async def test_a_refused_field_is_a_clear_400(gw: RunningGateway, ant_fake: Fake
     calls = len(ant_fake.requests)
     for kwargs, param in (({"echo": True}, "echo"), ({"suffix": " end"}, "suffix"), ({"logprobs": 2}, "logprobs"),
                           ({"best_of": 3}, "best_of"), ({"prompt": ["a", "b"]}, "prompt"),
-                          ({"prompt": [1, 2, 3]}, "prompt"), ({"prompt": [[1, 2]]}, "prompt")):
+                          ({"prompt": [1, 2, 3]}, "prompt"), ({"prompt": [[1, 2]]}, "prompt"), ({"prompt": []}, "prompt")):
         args: dict[str, Any] = {"model": CLAUDE, "prompt": "hi", **kwargs}
         with pytest.raises(openai.BadRequestError) as ei:
             await c.completions.create(**args)

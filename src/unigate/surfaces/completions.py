@@ -37,10 +37,11 @@ _OPENAI_NAMED = frozenset({"openai", "azure"})
 #: OpenAI's chat-only families: /v1/completions answers them 404 ("This is a chat model ...");
 #: its completions models are gpt-3.5-turbo-instruct, davinci-002 and babbage-002
 _OPENAI_CHAT_PREFIXES = ("gpt-4", "gpt-5", "gpt-3.5-turbo", "chatgpt-", "o1", "o3", "o4")
-#: fields of a completions body a chat call takes under the same name and meaning
+#: the completions-only fields a chat call has no counterpart for, and the values that ask
+#: for nothing (the defaults), which alone pass on the chat path
 _REFUSED_ON_CHAT = ("suffix", "echo", "logprobs", "best_of")
-_CHAT_ONLY_DEFAULT: dict[str, Any] = {"suffix": (None, ""), "echo": (None, False), "logprobs": (None,),
-                                      "best_of": (None, 1)}
+_DEFAULTS: dict[str, tuple[Any, ...]] = {"suffix": (None, ""), "echo": (None, False), "logprobs": (None,),
+                                         "best_of": (None, 1)}
 
 
 def has_native_completions(dep: Deployment) -> bool:
@@ -66,7 +67,7 @@ def chat_body(body: JSON) -> JSON:
     and the next deployment, which may have completions, is still tried) for what chat cannot hold."""
     for name in _REFUSED_ON_CHAT:
         v = body.get(name)
-        if v is not None and v not in _CHAT_ONLY_DEFAULT[name]:
+        if v is not None and v not in _DEFAULTS[name]:
             raise UnsupportedFeature(
                 f"'{name}' is not supported for {body.get('model')!r}: it has no completions API, so the prompt is "
                 f"sent as a chat message, which has no {_WHY[name]}. Remove '{name}' or use a completions model.",
@@ -74,7 +75,8 @@ def chat_body(body: JSON) -> JSON:
     prompt = body["prompt"]
     if isinstance(prompt, list):
         if len(prompt) != 1 or type(prompt[0]) is not str:
-            what = "token arrays" if prompt and not isinstance(prompt[0], str) else "several prompts in one request"
+            what = ("an empty prompt array" if not prompt else "token arrays" if not isinstance(prompt[0], str)
+                    else "several prompts in one request")
             raise UnsupportedFeature(
                 f"Invalid 'prompt' for {body.get('model')!r}: it has no completions API, so the prompt is sent as one "
                 f"chat message; {what} cannot be. Send one prompt as a string.", param="prompt")
