@@ -329,7 +329,7 @@ class Gateway:
             if endpoint is Endpoint.EMBEDDINGS:
                 return a.embeddings_request(body, dep)
             if endpoint is Endpoint.COUNT_TOKENS:
-                return a.count_tokens_request(body, dep)
+                return a.count_tokens_request(body, dep, call.request.headers)
             # legacy completions: natively where the upstream has them (relayed), else the prompt
             # as a chat call whose answer the egress re-encodes; chosen per attempt, as a group
             # may mix both kinds (surfaces/completions.py)

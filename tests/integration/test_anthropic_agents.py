@@ -308,6 +308,9 @@ async def test_count_tokens_exact_from_anthropic(gw: RunningGateway, fakes: dict
     assert status == 200, raw
     got = fakes["anthropic"].last
     assert got.path == "/v1/messages/count_tokens"
+    assert got.headers["anthropic-beta"] == BETAS and got.headers["anthropic-version"] == "2023-06-01"
+    assert got.json == {"model": CLAUDE, **{k: body[k] for k in ("messages", "system", "tools", "tool_choice",
+                                                                 "thinking")}}
     counted = {k: body[k] for k in ("system", "messages", "tools")}
     assert orjson.loads(raw) == {"input_tokens": len(orjson.dumps(counted)) // 3}  # the fake's own count
     assert headers["x-unigate-token-count"] == "exact" and headers["request-id"]
