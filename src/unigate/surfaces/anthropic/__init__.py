@@ -111,10 +111,12 @@ class AnthropicSurface:
         to_canonical({**call.body, "max_tokens": 1, "stream": False}, target_for(deps))
         exact = [d for d in deps if counts_natively(d)]
         if not exact:
+            # no upstream call: nothing to route, charge or record in the ledger
+            headers = {"x-request-id": rid, "request-id": rid, TOKEN_COUNT_HEADER: "estimate"}
+            if deps:
+                headers["x-unigate-model"] = deps[0].public_id
             body = orjson.dumps({"input_tokens": estimate_tokens(call.body)})
-            return web.Response(body=body, content_type="application/json", headers={
-                "x-request-id": rid, "request-id": rid, "x-unigate-model": deps[0].public_id,
-                TOKEN_COUNT_HEADER: "estimate"})
+            return web.Response(body=body, content_type="application/json", headers=headers)
         call.attempts = exact  # the deployments that count; the others would only be skipped
         call.egress = PLAIN_JSON
         resp = await gw.run(call)
