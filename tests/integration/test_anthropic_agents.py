@@ -347,3 +347,19 @@ def test_the_estimate() -> None:
     pdf: dict[str, Any] = {"messages": [{"role": "user", "content": [BLOCKS["pdf"]]}]}
     assert estimate_tokens(pdf) == 2 * PDF_PAGE_TOKENS  # two /Page objects, the /Pages node not counted
     assert estimate_tokens({"messages": [{"role": "user", "content": "é" * 4}]}) == 2  # UTF-8 bytes
+
+
+async def test_count_tokens_keeps_a_keys_model_list(start_gateway: GatewayFactory, fakes: dict[str, FakeUpstream],
+                                                    tmp_path: Any) -> None:
+    """The estimate calls no upstream, but a virtual key still may count only for its models."""
+    gw = await start_gateway(env={**env_for(fakes), "UNIGATE_DATA_DIR": str(tmp_path)})
+    async with aiohttp.ClientSession() as s, s.post(gw.url + "/admin/keys", json={"name": "a", "models": ["anthropic/*"]},
+                                                    headers={"Authorization": f"Bearer {MASTER}"}) as r:
+        assert r.status == 201
+        key = (await r.json())["key"]
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    headers = {**HEADERS, "x-api-key": key}
+    status, _, raw = await post(gw, {**body, "model": "openai/gpt-4.1-mini"}, headers, "/v1/messages/count_tokens")
+    assert status == 403 and orjson.loads(raw)["error"]["type"] == "permission_error", raw
+    status, h, _ = await post(gw, {**body, "model": CLAUDE}, headers, "/v1/messages/count_tokens")
+    assert status == 200 and h["x-unigate-token-count"] == "exact"
