@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE))
 import payloads
 from peers import KEY, Rig
 from procs import Procs
+from run import key_fields
 
 
 def drive(port: int, path: str, body: bytes, n: int, conns: int, expect_len: int, key: str = KEY) -> None:
@@ -113,14 +114,15 @@ def measure(rig: Rig, procs: Procs, peer: str, tool: str, modes: list[str], a: a
     try:
         for mode in modes:
             path, body, expect = request_of(rig, peer, mode)
-            drive(p.port, path, body, a.warmup, a.conns, expect)
+            key = rig.key_for(peer)
+            drive(p.port, path, body, a.warmup, a.conns, expect, key=key)
             rec: dict[str, Any] = {"peer": peer, "mode": mode, "tool": tool, "requests": a.requests, "conns": a.conns}
             if tool == "callgrind":
                 for f in work.glob(f"{peer}.cg.*"):
                     f.unlink()
                 control(["--instr=on", str(pid)])
                 control(["--zero", str(pid)])
-                drive(p.port, path, body, a.requests, a.conns, expect)
+                drive(p.port, path, body, a.requests, a.conns, expect, key=key)
                 control(["--dump", str(pid)])
                 control(["--instr=off", str(pid)])
                 dumps = sorted(work.glob(f"{peer}.cg.*"), key=lambda f: f.stat().st_mtime)
@@ -141,7 +143,7 @@ def measure(rig: Rig, procs: Procs, peer: str, tool: str, modes: list[str], a: a
                 st = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 time.sleep(1.0)  # strace attaches to every thread before the load starts
-                drive(p.port, path, body, a.requests, a.conns, expect)
+                drive(p.port, path, body, a.requests, a.conns, expect, key=key)
                 st.send_signal(signal.SIGINT)
                 st.wait(timeout=30)
                 counts = strace_counts(out.read_text())
@@ -168,13 +170,14 @@ def main() -> int:
     ap.add_argument("--unigate-cmd", default=str(HERE.parent / ".venv" / "bin" / "unigate"))
     ap.add_argument("--unigate-group", metavar="STRATEGY",
                     help="serve each model through a two-deployment group with this routing strategy")
+    ap.add_argument("--unigate-key", metavar="FIELDS", help="load unigate with a virtual key (as run.py's)")
     a = ap.parse_args()
     procs = Procs()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="unigate-cost-") as d:
         work = Path(d)
         work.chmod(0o755)  # nginx workers read the mock bodies from here
-        rig = Rig(procs, work, a.unigate_cmd.split(), a.unigate_group)
+        rig = Rig(procs, work, a.unigate_cmd.split(), a.unigate_group, key_fields(a.unigate_key))
         try:
             rig.start_mocks(50.0, 10.0)
             for tool in a.tool.split(","):

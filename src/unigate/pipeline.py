@@ -61,7 +61,7 @@ from unigate.streams import (
     relay_openai_stream,
     translate_stream,
 )
-from unigate.surfaces import validate
+from unigate.surfaces import completions, validate
 from unigate.telemetry.access import REQUESTED_MODEL
 
 log = logging.getLogger("unigate.pipeline")
@@ -325,27 +325,39 @@ class Gateway:
             if endpoint is Endpoint.CHAT:
                 if call.native is not None and call.is_native(dep):
                     return a.native_request(call.native, dep, stream=call.stream)
-                req = a.chat_request(body, dep, stream=call.stream)
-                if call.dropped:
-                    req.dropped = (*call.dropped, *(d for d in req.dropped if d not in call.dropped))
-                if a.reads is not None:
-                    # a translator names what it read but could not send; what it does not read
-                    # at all is named here, for every dialect at once
-                    unread = [k for k in unread_fields(body, a.reads) if k not in req.dropped]
-                    if unread:
-                        req.dropped = (*req.dropped, *unread)
-                return req
+                return self._chat_request(call, dep, body)
             if endpoint is Endpoint.EMBEDDINGS:
                 return a.embeddings_request(body, dep)
             if endpoint is Endpoint.COUNT_TOKENS:
-                return a.count_tokens_request(body, dep)
-            return a.completions_request(body, dep, stream=call.stream)
+                return a.count_tokens_request(body, dep, call.request.headers)
+            # legacy completions: natively where the upstream has them (relayed), else the prompt
+            # as a chat call whose answer the egress re-encodes; chosen per attempt, as a group
+            # may mix both kinds (surfaces/completions.py)
+            if completions.has_native_completions(dep):
+                call.egress = OPENAI
+                return a.completions_request(body, dep, stream=call.stream)
+            call.egress = completions.EGRESS
+            return self._chat_request(call, dep, completions.chat_body(body))
         except MALFORMED as e:
             # validation types what translators read; a field of a shape it does not check that a
             # translator still trips on is the client's input, so a 400, and a bug to fix in validate
             log.warning("%s could not translate a request: %s: %s", dep.public_id, type(e).__name__, str(e)[:200])
             raise InvalidRequest(f"The request could not be translated for {dep.public_id}: a field has a shape "
                                  f"it cannot take ({type(e).__name__}).") from None
+
+    @staticmethod
+    def _chat_request(call: Call, dep: Deployment, body: JSON) -> UpstreamRequest:
+        a = dep.adapter
+        req = a.chat_request(body, dep, stream=call.stream)
+        if call.dropped:
+            req.dropped = (*call.dropped, *(d for d in req.dropped if d not in call.dropped))
+        if a.reads is not None:
+            # a translator names what it read but could not send; what it does not read
+            # at all is named here, for every dialect at once
+            unread = [k for k in unread_fields(body, a.reads) if k not in req.dropped]
+            if unread:
+                req.dropped = (*req.dropped, *unread)
+        return req
 
     def _parse(self, call: Call, dep: Deployment, data: bytes) -> JSON:
         """A JSON answer -> the canonical object (a relayed one is only checked for its shape)."""

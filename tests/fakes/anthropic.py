@@ -1,7 +1,8 @@
 """A fake Anthropic Messages upstream speaking the real wire format (`POST /v1/messages`, JSON
-or SSE; /work/shared/reference/providers.md §2). Like the real API it refuses requests that
-break its rules (missing anthropic-version or max_tokens, a system role in messages, empty
-text blocks, bad tool ids, orphan tool results, temperature > 1) with a 400
+or SSE, and `POST /v1/messages/count_tokens`; /work/shared/reference/providers.md §2). Like
+the real API it refuses requests that break its rules (missing anthropic-version or
+max_tokens, a system role in messages, empty text blocks, bad tool ids, orphan tool results,
+temperature > 1, thinking sent back without its signature) with a 400
 invalid_request_error, and records each problem in `violations` so tests can assert none.
 
 Behaviour is chosen by the model name:
@@ -102,6 +103,12 @@ def check_request(headers: dict[str, str], body: Any, api_key: str) -> list[str]
                 seen_other = True
             if bt == "image" and (b.get("source") or {}).get("type") not in ("url", "base64"):
                 problems.append(f"messages.{i}.content.{j}: bad image source")
+            if bt == "thinking" and (role != "assistant" or not isinstance(b.get("signature"), str)
+                                     or not b.get("signature")):
+                # the API verifies the signature of thinking sent back: a lost one is a 400
+                problems.append(f"messages.{i}.content.{j}.thinking.signature: Field required")
+            if bt == "redacted_thinking" and (role != "assistant" or not isinstance(b.get("data"), str)):
+                problems.append(f"messages.{i}.content.{j}.redacted_thinking.data: Field required")
         prev_tool_ids = ids if role == "assistant" else set()
     return problems
 
@@ -117,6 +124,22 @@ class FakeAnthropic(FakeUpstream):
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """`{"input_tokens": N}`: N is the body's messages, system and tools in bytes / 3 (a
+        number the gateway's own estimate, bytes / 4, never equals), or 400 like the real API
+        for generation fields."""
+        body = orjson.loads(await request.read())
+        if request.headers.get("x-api-key") != self.api_key or not request.headers.get("anthropic-version"):
+            return web.json_response(error_body("authentication_error", "bad key or no anthropic-version"),
+                                     status=401)
+        extra = [k for k in ("max_tokens", "stream", "temperature", "stop_sequences") if k in body]
+        if extra:
+            self.violations.append(f"count_tokens: extra inputs are not permitted: {extra}")
+            return web.json_response(error_body("invalid_request_error", "extra inputs"), status=400)
+        counted = {k: body[k] for k in ("system", "messages", "tools") if k in body}
+        return web.json_response({"input_tokens": len(orjson.dumps(counted)) // 3})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())

@@ -26,11 +26,7 @@ HAIKU = "anthropic/claude-3-5-haiku-latest"
 
 
 class CountingFakeAnthropic(FakeAnthropic):
-    """The fake Anthropic upstream plus `POST /v1/messages/count_tokens` (a fixed count)."""
-
-    def setup(self, app: web.Application) -> None:
-        super().setup(app)
-        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+    """The fake Anthropic upstream with a fixed count on `POST /v1/messages/count_tokens`."""
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
@@ -399,9 +395,13 @@ async def test_count_tokens(gw: RunningGateway, ant_fake: CountingFakeAnthropic)
     sent = ant_fake.last
     assert sent.path == "/v1/messages/count_tokens"
     assert sent.json == {"model": "claude-3-5-haiku-latest", "messages": USER, "system": "Be brief.", "tools": [WEATHER]}
-    with pytest.raises(anthropic.BadRequestError) as ei:
-        await c.messages.count_tokens(model="openai/gpt-4o-mini", messages=USER)
-    assert "does not estimate" in ei.value.body["error"]["message"]  # type: ignore[index]
+    raw = await c.messages.with_raw_response.count_tokens(model=HAIKU, messages=USER)
+    assert raw.headers["x-unigate-token-count"] == "exact"
+    # a model whose provider cannot count: an estimate, said to be one, and no upstream call
+    calls = len(ant_fake.requests)
+    raw = await c.messages.with_raw_response.count_tokens(model="openai/gpt-4o-mini", messages=USER)
+    assert raw.headers["x-unigate-token-count"] == "estimate" and (await raw.parse()).input_tokens >= 1
+    assert len(ant_fake.requests) == calls
 
 
 # ---------------------------------------------------------------------------------- local model

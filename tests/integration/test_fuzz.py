@@ -149,12 +149,11 @@ class HealthyAnthropic(FakeAnthropic):
     crashes: list[str] = field(default_factory=list)
 
     def setup(self, app: web.Application) -> None:
-        super().setup(app)
-        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        super().setup(app)  # FakeAnthropic's routes, count_tokens too (this class's own answer)
         app.middlewares.append(_guard(self, lambda m: anthropic_error_body("invalid_request_error", m)))
 
     async def count_tokens(self, request: web.Request) -> web.Response:
-        """The real API has it; FakeAnthropic does not (a 404 would hide the success path)."""
+        """A fixed count for any well-formed body (FakeAnthropic's own refuses more)."""
         if request.headers.get("x-api-key") != self.api_key:
             return web.json_response(anthropic_error_body("authentication_error", "invalid x-api-key"), status=401)
         body = orjson.loads(await request.read())

@@ -21,14 +21,12 @@ MAX_PENDING = 500_000
 
 
 def row_of(rec: UsageRecord) -> UsageRow:
+    # positional, in UsageRow's field order: this runs once per attempt on the event loop
     return UsageRow(
-        time=rec.started, request_id=rec.request_id, endpoint=str(rec.endpoint), attempt=rec.attempt,
-        key_id=rec.key_id, team=rec.team, requested_model=rec.model, served_model=rec.served_model,
-        deployment=rec.deployment, provider=rec.provider, attempts=max(rec.attempt, 1),
-        input_tokens=rec.prompt_tokens, output_tokens=rec.completion_tokens, cached_tokens=rec.cached_tokens,
-        cache_write_tokens=rec.cache_write_tokens, reasoning_tokens=rec.reasoning_tokens,
-        cost_usd=rec.cost_usd, latency_ms=rec.latency_ms, ttft_ms=rec.ttfb_ms, status=rec.status,
-        error_code=rec.error_code, client_disconnected=rec.client_disconnected, stream=rec.stream,
+        rec.started, rec.request_id, str(rec.endpoint), rec.attempt, rec.key_id, rec.team, rec.model,
+        rec.served_model, rec.deployment, rec.provider, max(rec.attempt, 1), rec.prompt_tokens,
+        rec.completion_tokens, rec.cached_tokens, rec.cache_write_tokens, rec.reasoning_tokens, rec.cost_usd,
+        rec.latency_ms, rec.ttfb_ms, rec.status, rec.error_code, rec.client_disconnected, rec.stream,
     )
 
 

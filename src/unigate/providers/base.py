@@ -142,7 +142,10 @@ class Adapter(Protocol):
 
     def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
 
-    def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest: ...
+    def count_tokens_request(self, body: JSON, dep: Deployment, client_headers: Mapping[str, str]) -> UpstreamRequest:
+        """`body` is the client's Messages body; `client_headers` the client's request headers,
+        of which the adapter forwards what its dialect needs (anthropic-beta, anthropic-version)."""
+        ...
 
     def native_request(self, native: NativeBody, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
 
@@ -178,9 +181,9 @@ class AdapterBase:
     def embeddings_response(self, data: bytes, dep: Deployment) -> JSON:
         raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")
 
-    def count_tokens_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
-        raise UnsupportedFeature(f"count_tokens is available only for models served by an Anthropic upstream; "
-                                 f"{dep.public_id} is not, and the gateway does not estimate token counts",
+    def count_tokens_request(self, body: JSON, dep: Deployment, client_headers: Mapping[str, str]) -> UpstreamRequest:
+        # the Anthropic surface sends only counting deployments here and estimates for the others
+        raise UnsupportedFeature(f"{dep.public_id} has no provider-side token count (Anthropic upstreams have one)",
                                  param="model")
 
     def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:

@@ -4,8 +4,10 @@ touch the raw rows (through the index on time)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from unigate.state.db import Database, Row, Sql, placeholders
@@ -13,27 +15,42 @@ from unigate.state.records import GroupBy, UsageBucket, UsageFilter, UsageRow
 
 DAY = 86400.0
 #: rows per transaction: the rollup is summed per transaction, so larger is cheaper, bounded by
-#: the existence check's IN list (both engines cap bound parameters near 32k)
+#: the existence check's IN list of a retried batch (both engines cap bound parameters near 32k)
 BATCH = 5000
 
-_COLS = (
-    "request_id, attempt, time, endpoint, key_id, team, requested_model, served_model, deployment, provider, "
-    "attempts, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_usd, "
-    "latency_ms, ttft_ms, status, error_code, client_disconnected, stream"
-)
-#: rows per INSERT statement. One multi-row statement instead of executemany: one step of the
-#: driver (which releases and re-takes the GIL around each) per 40 rows, not per row; bench/ saw
-#: no throughput difference at its noise (docs/benchmarks.md, 4 Dec). 40 x 23 parameters stay far
-#: below both engines' limits.
-ROWS_PER_INSERT = 40
-_ROW = f"({placeholders(23)})"
+#: the usage table's columns in UsageRow's field order: a row is bound as it is
+_COLS = ", ".join(UsageRow._fields)
+_NCOLS = len(UsageRow._fields)
+#: rows per INSERT statement: one step of the driver (which releases and re-takes the GIL around
+#: each) per 32 rows, not per row; 32 x 23 parameters stay far below both engines' limits.
+ROWS_PER_INSERT = 32
 
 
-def _insert(n: int) -> str:
-    return f"INSERT INTO usage ({_COLS}) VALUES {','.join([_ROW] * n)} ON CONFLICT (request_id, attempt) DO NOTHING"
+@functools.cache
+def _insert(n: int, dialect: str) -> str:
+    """An INSERT of n rows that skips the rows already there (a retried flush). On PostgreSQL it
+    answers how many it wrote; on SQLite `total_changes()` read around the inserts says so."""
+    row = f"({placeholders(_NCOLS)})"
+    text = f"INSERT INTO usage ({_COLS}) VALUES {','.join([row] * n)} ON CONFLICT (request_id, attempt) DO NOTHING"
+    if dialect == "postgres":
+        return f"WITH written AS ({text} RETURNING 1) SELECT count(*) FROM written"
+    return text
 
 
-_INSERT_FULL = _insert(ROWS_PER_INSERT)
+def _inserts(rows: Sequence[UsageRow], dialect: str) -> list[Sql]:
+    """Statements of 32, 16, 8, 4, 2 and 1 rows only: six texts in all, so each engine's
+    statement cache holds them and no flush parses SQL (a text per remainder length did)."""
+    out, i, n = [], 0, len(rows)
+    size = ROWS_PER_INSERT
+    while i < n:
+        while size > n - i:
+            size //= 2
+        part = rows[i : i + size]
+        out.append(Sql(_insert(size, dialect), list(chain.from_iterable(part))))
+        i += size
+    return out
+
+
 _ROLLUP = (
     "INSERT INTO usage_daily (day, key_id, team, model, provider, requests, input_tokens, output_tokens, "
     "cached_tokens, reasoning_tokens, cost_usd, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -56,22 +73,11 @@ _SUMS_RAW = (
 )
 
 
-def _values(r: UsageRow) -> tuple[Any, ...]:
-    return (
-        r.request_id, r.attempt, float(r.time), r.endpoint, r.key_id, r.team, r.requested_model, r.served_model,
-        r.deployment, r.provider, r.attempts, r.input_tokens, r.output_tokens, r.cached_tokens, r.cache_write_tokens,
-        r.reasoning_tokens, None if r.cost_usd is None else float(r.cost_usd), float(r.latency_ms),
-        None if r.ttft_ms is None else float(r.ttft_ms), r.status, r.error_code, int(r.client_disconnected), int(r.stream),
-    )  # fmt: skip
+_CHANGES = Sql("SELECT total_changes()", [])
 
 
-def _inserts(rows: Sequence[UsageRow]) -> list[Sql]:
-    out = []
-    for i in range(0, len(rows), ROWS_PER_INSERT):
-        part = rows[i : i + ROWS_PER_INSERT]
-        args = [v for r in part for v in _values(r)]
-        out.append(Sql(_INSERT_FULL if len(part) == ROWS_PER_INSERT else _insert(len(part)), args))
-    return out
+class _Overlap(Exception):
+    """A batch some of whose rows were written before (see SqlLedger._write_batch)."""
 
 
 def _day(t: float) -> float:
@@ -108,6 +114,32 @@ class SqlLedger:
         return written
 
     async def _write_batch(self, batch: Sequence[UsageRow]) -> int:
+        """The rows and their rollup, in one transaction. The inserts go first, with no
+        existence check: a flush is written once unless its answer was lost, so a check before
+        every write would pay for a rare retry. When the inserts wrote fewer rows than the batch
+        holds (some were there, or are in it twice), the transaction is undone and the batch is
+        written again the careful way."""
+        sqlite = self._db.dialect == "sqlite"
+        inserts = _inserts(batch, self._db.dialect)
+        reads = [_CHANGES, *inserts, _CHANGES] if sqlite else inserts
+
+        def decide(found: list[list[Row]]) -> tuple[int, Sequence[Sql]]:
+            if sqlite:
+                written = int(found[-1][0][0]) - int(found[0][0][0])
+            else:
+                written = sum(int(f[0][0]) for f in found)
+            if written != len(batch):
+                raise _Overlap
+            return written, [Sql(_ROLLUP, _rollup(batch), many=True)]
+
+        try:
+            return await self._db.atomic(["ledger"], reads, decide)
+        except _Overlap:
+            return await self._write_checked(batch)
+
+    async def _write_checked(self, batch: Sequence[UsageRow]) -> int:
+        """A batch that overlaps rows already written: only its new rows, each once, are
+        inserted and rolled up."""
         rids = sorted({r.request_id for r in batch})
         read = Sql(f"SELECT request_id, attempt FROM usage WHERE request_id IN ({placeholders(len(rids))})", rids)
 
@@ -121,7 +153,7 @@ class SqlLedger:
                     new.append(r)
             if not new:
                 return 0, ()
-            return len(new), [*_inserts(new), Sql(_ROLLUP, _rollup(new), many=True)]
+            return len(new), [*_inserts(new, self._db.dialect), Sql(_ROLLUP, _rollup(new), many=True)]
 
         # one lock name: the existence check and the rollup increments must see every other writer
         return await self._db.atomic(["ledger"], [read], decide)

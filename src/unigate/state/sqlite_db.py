@@ -21,12 +21,21 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from unigate.state.db import Decide, Row, Sql
 from unigate.state.migrations import steps_for
 
 T = TypeVar("T")
+
+# sqlite3 binds exact ints, floats and strs directly but sends None and bool through its
+# adapter protocol, which for a type with no adapter ends in two failed attribute lookups that
+# raise and clear an AttributeError: ~2,100 instructions per value (callgrind, 4 Dec), a sixth of
+# what a usage-ledger row cost to write (its 3 NULLs and 2 flags). A registered adapter is found
+# by one dict lookup. Process-wide, and binding is unchanged: None is still NULL, a bool 0 or 1.
+# (`{}.get` is a C callable of one argument that returns None.)
+sqlite3.register_adapter(type(None), cast(Callable[[None], None], {}.get))
+sqlite3.register_adapter(bool, int)
 
 
 class SqliteDb:

@@ -171,13 +171,7 @@ def validate_chat(body: JSON) -> None:
                                  param=f"messages[{i}].tool_call_id", code="missing_required_parameter")
         _check_message_fields(m, i)
     _check_optional(body)
-    stop = body.get("stop")
-    if stop is not None and not (
-        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
-    ):
-        raise _bad_type("stop", "a string or an array of strings", stop)
-    if isinstance(stop, list) and len(stop) > 4:
-        raise InvalidRequest("Invalid 'stop': at most 4 stop sequences are allowed.", param="stop", code="invalid_value")
+    _check_stop(body.get("stop"))
     for i, t in enumerate(body.get("tools") or ()):
         if not isinstance(t, dict) or not isinstance(t.get("type"), str):
             raise InvalidRequest(f"Invalid 'tools[{i}]': expected an object with a 'type'.", param=f"tools[{i}]")
@@ -212,6 +206,15 @@ def validate_chat(body: JSON) -> None:
         schema = rf["json_schema"].get("schema")
         if schema is not None and type(schema) is not dict:
             raise _bad_type("response_format.json_schema.schema", "an object", schema)
+
+
+def _check_stop(stop: Any) -> None:
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise _bad_type("stop", "a string or an array of strings", stop)
+    if isinstance(stop, list) and len(stop) > 4:
+        raise InvalidRequest("Invalid 'stop': at most 4 stop sequences are allowed.", param="stop", code="invalid_value")
 
 
 REASONING_EFFORTS = frozenset(EFFORTS)  # the one list (canonical/effort.py)
@@ -340,7 +343,25 @@ def validate_completions(body: JSON) -> None:
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
     if not isinstance(prompt, (str, list)):
         raise _bad_type("prompt", "a string or an array", prompt)
+    # completions' own fields: `logprobs` here is how many per-token alternatives (0..5), not
+    # chat's boolean, so it is checked here and not by the shared table
+    lp = body.get("logprobs")
+    if lp is not None:
+        if type(lp) is not int:
+            raise _bad_type("logprobs", "an integer", lp)
+        if not 0 <= lp <= 5:
+            raise InvalidRequest(f"Invalid value for 'logprobs': {lp} is outside the range [0, 5].", param="logprobs",
+                                 code="invalid_value")
+        body = {k: v for k, v in body.items() if k != "logprobs"}
+    for name, kind, expected in _COMPLETIONS_FIELDS:
+        v = body.get(name)
+        if v is not None and type(v) is not kind:
+            raise _bad_type(name, expected, v)
+    _check_stop(body.get("stop"))
     _check_optional(body)
+
+
+_COMPLETIONS_FIELDS = (("echo", bool, "a boolean"), ("suffix", str, "a string"), ("best_of", int, "an integer"))
 
 
 def wants_usage(body: JSON) -> bool:

@@ -17,22 +17,32 @@ from unigate.canonical.types import JSON
 from unigate.errors import GatewayError, UpstreamUnavailable
 from unigate.providers.anthropic.response import stream_error, usage
 
-#: the client headers that belong to the request itself (the rest is the client's own business)
-FORWARDED_HEADERS = ("anthropic-beta",)
+#: the client headers that belong to the request itself (the rest is the client's own business):
+#: the body is in the client's version of the API and may use the client's betas
+FORWARDED_HEADERS = ("anthropic-beta", "anthropic-version")
+#: forwarded headers holding one value (the others are comma-separated lists that join)
+_SINGLE = frozenset({"anthropic-version"})
 
 
 def native_headers(client: Mapping[str, str]) -> dict[str, str]:
     return {name: client[name] for name in FORWARDED_HEADERS if client.get(name)}
 
 
-def merge_headers(provider: Mapping[str, str], client: Mapping[str, str]) -> dict[str, str]:
+def merge_headers(provider: Mapping[str, str], client: Mapping[str, str],
+                  configured: Mapping[str, str] | None = None) -> dict[str, str]:
     """The provider's headers with the client's forwarded ones; two anthropic-beta lists join
-    (an operator may turn a beta on for every call, a client for its own)."""
+    (an operator may turn a beta on for every call, a client for its own). The client's
+    anthropic-version replaces the adapter's default, unless the operator configured one
+    (`configured`: the provider's own headers), which wins."""
     out = dict(provider)
     for name, value in client.items():
         mine = next((v for k, v in out.items() if k.lower() == name), None)
         if mine is None:
             out[name] = value
+        elif name in _SINGLE:
+            if configured is None or not any(k.lower() == name for k in configured):
+                out = {k: v for k, v in out.items() if k.lower() != name}
+                out[name] = value
         else:
             have = [b.strip() for b in mine.split(",") if b.strip()]
             out = {k: v for k, v in out.items() if k.lower() != name}

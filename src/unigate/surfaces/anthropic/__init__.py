@@ -6,13 +6,17 @@ A Messages request is translated to the canonical OpenAI chat body (request.py) 
 through the same pipeline as every other call (`Gateway.run`); the answer comes back through
 `AnthropicEgress` (response.py for JSON, stream.py for SSE). Keys are read from `x-api-key` or
 `Authorization: Bearer` (the Authenticator takes both); `anthropic-version` and
-`anthropic-beta` are accepted and not needed. Every failure is Anthropic's error envelope.
+`anthropic-beta` are not needed, and go on to Anthropic upstreams (the native pass-through).
+`count_tokens` answers for every model: exactly where the provider counts, else an estimate
+(count.py). Every failure is Anthropic's error envelope.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from unigate import catalog
@@ -21,8 +25,9 @@ from unigate.endpoints import Endpoint
 from unigate.errors import GatewayError
 from unigate.pipeline import Call, Gateway
 from unigate.providers.anthropic.native import native_headers
-from unigate.providers.base import Deployment, NativeBody
+from unigate.providers.base import AdapterBase, Deployment, NativeBody
 from unigate.surfaces import validate
+from unigate.surfaces.anthropic.count import TOKEN_COUNT_HEADER, estimate_tokens
 from unigate.surfaces.anthropic.request import Target, dropped_in_translation, request_model, to_canonical
 from unigate.surfaces.anthropic.response import render_error
 from unigate.surfaces.anthropic.stream import AnthropicEgress
@@ -95,17 +100,35 @@ class AnthropicSurface:
         return await gw.run(call)
 
     async def count_tokens(self, request: web.Request, rid: str) -> web.StreamResponse:
-        """Exact counts only, through the same call path: the adapters that can count (Anthropic
-        upstreams) do; every other deployment is a clear 400, as the gateway does not estimate."""
+        """Every model has a count: the provider's own (exact, through the same call path) where
+        the deployments include one that counts (Anthropic upstreams), else an estimate made
+        here (count.py), with no upstream call. `x-unigate-token-count` says which it is."""
         gw = self.gw
         call = await gw.admit(request, rid, Endpoint.COUNT_TOKENS)
         model = request_model(call.body)
+        deps = gw.plan(_with_model(call, model))  # a model the key may not use is refused here
         # the same validation as /v1/messages (count_tokens has no max_tokens)
-        to_canonical({**call.body, "max_tokens": 1, "stream": False}, target_for(gw.plan(_with_model(call, model))))
+        to_canonical({**call.body, "max_tokens": 1, "stream": False}, target_for(deps))
+        exact = [d for d in deps if counts_natively(d)]
+        if not exact:
+            # no upstream call: nothing to route, charge or record in the ledger
+            headers = {"x-request-id": rid, "request-id": rid, TOKEN_COUNT_HEADER: "estimate"}
+            if deps:
+                headers["x-unigate-model"] = deps[0].public_id
+            body = orjson.dumps({"input_tokens": estimate_tokens(call.body)})
+            return web.Response(body=body, content_type="application/json", headers=headers)
+        call.attempts = exact  # the deployments that count; the others would only be skipped
         call.egress = PLAIN_JSON
         resp = await gw.run(call)
         resp.headers["request-id"] = rid
+        resp.headers[TOKEN_COUNT_HEADER] = "exact"
         return resp
+
+
+def counts_natively(dep: Deployment) -> bool:
+    """Whether the deployment's adapter has a provider-side token count."""
+    cls: Any = type(dep.adapter)  # (mypy: the Protocol's method and the base's do not overlap)
+    return cls.count_tokens_request is not AdapterBase.count_tokens_request
 
 
 def _with_model(call: Call, model: str) -> Call:
