@@ -212,6 +212,33 @@ class GovernanceConfig(_Strict, frozen=True):
             raise ValueError(f"`flush_interval` must be 0.05 to 60 seconds, got {self.flush_interval}")
 
 
+class MetricsConfig(_Strict, frozen=True):
+    """/metrics (telemetry/metrics.py): label values past these caps are counted as "other"."""
+
+    #: virtual key ids with a series of their own (requests, tokens, cost), per worker
+    max_key_labels: int = 200
+    #: teams with a series of their own, per worker
+    max_team_labels: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("max_key_labels", "max_team_labels"):
+            if not 0 <= getattr(self, name) <= 100_000:
+                raise ValueError(f"`{name}` must be 0 to 100000, got {getattr(self, name)}")
+
+
+class LoggingConfig(_Strict, frozen=True):
+    """The request log line (telemetry/access.py; on with `server.access_log`)."""
+
+    #: add the request's and a JSON answer's bodies to the line, secrets redacted
+    bodies: bool = False
+    #: each body is cut to this many characters
+    max_body_chars: int = 4096
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.max_body_chars <= 1_000_000:
+            raise ValueError(f"`max_body_chars` must be 64 to 1000000, got {self.max_body_chars}")
+
+
 class Config(_Strict, frozen=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -222,6 +249,8 @@ class Config(_Strict, frozen=True):
     routing: RoutingConfig = RoutingConfig()
     state: StateConfig = StateConfig()
     governance: GovernanceConfig = GovernanceConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
     timeouts: Timeouts = Timeouts()
     source: str = "<defaults>"
 

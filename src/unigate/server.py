@@ -64,8 +64,10 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 DRAIN_GRACE = 1.0
 
 
-def _run_one(cfg: Config, host: str, port: int, reuse_port: bool, parent: int | None = None) -> int:
-    """Serve until SIGTERM/SIGINT (or, in a worker, until the parent is gone), then drain."""
+def _run_one(cfg: Config, host: str, port: int, reuse_port: bool, parent: int | None = None,
+             metrics_dir: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or, in a worker, until the parent is gone), then drain.
+    `metrics_dir`: where the workers of this run share their metrics (telemetry/node.py)."""
     from unigate.app import create_app
 
     loop = _new_loop()
@@ -74,6 +76,8 @@ def _run_one(cfg: Config, host: str, port: int, reuse_port: bool, parent: int | 
         app = create_app(cfg, freeze_heap=True)
         if reuse_port:
             _share_health(app, cfg)  # several workers: breaker openings go through a shared file
+        if metrics_dir is not None:
+            _share_metrics(app, metrics_dir)
         loop.run_until_complete(_serve(app, cfg, host, port, reuse_port, parent))
     finally:
         _close_loop(loop)
@@ -100,6 +104,18 @@ def _share_health(app: web.Application, cfg: Config) -> None:
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
+
+
+def _share_metrics(app: web.Application, directory: str) -> None:
+    from unigate.telemetry.metrics import METRICS_KEY
+    from unigate.telemetry.node import NodeShare
+
+    share = NodeShare(directory, app[METRICS_KEY])
+
+    async def start(app: web.Application) -> None:
+        share.start()
+
+    app.on_startup.append(start)  # (its last publish is in create_app's cleanup, after the ledger's)
 
 
 async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_port: bool,
@@ -234,9 +250,18 @@ def serve(cfg: Config, host: str, port: int, workers: int) -> int:
     log.info("unigate listening on http://%s:%d (%d worker%s)", host, port, workers, "s" if workers > 1 else "")
     if workers <= 1:
         return _run_one(cfg, host, port, reuse_port=False)
+    import shutil
+    import tempfile
+
     from unigate.supervisor import Supervisor
 
-    def worker(parent: int) -> int:
-        return _run_one(cfg, host, port, reuse_port=True, parent=parent)
+    # this run's metrics, one file per worker; a new run starts from zero (telemetry/node.py)
+    metrics_dir = tempfile.mkdtemp(prefix="unigate-metrics-")
 
-    return Supervisor(workers, worker, cfg.server.shutdown_timeout).run()
+    def worker(parent: int) -> int:
+        return _run_one(cfg, host, port, reuse_port=True, parent=parent, metrics_dir=metrics_dir)
+
+    try:
+        return Supervisor(workers, worker, cfg.server.shutdown_timeout).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
