@@ -56,6 +56,11 @@ def body_text(data: Any, limit: int) -> str | None:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+_NO_ATTEMPT: dict[str, Any] = dict.fromkeys(
+    ("served", "deployment", "provider", "attempts", "key_id", "team", "stream", "upstream_ms", "ttft_ms",
+     "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "error_code"))
+
+
 class AccessLog(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         h = response.headers
@@ -69,7 +74,9 @@ class AccessLog(AbstractAccessLogger):
             "model": _cut(body.get("model")) if isinstance(body, dict) else None,
             "latency_ms": round(time * 1000, 2),
         }
-        if rec is not None:
+        if rec is None:  # refused or failed before any upstream: the same keys, empty
+            line.update(_NO_ATTEMPT)
+        else:
             # the record of the last attempt: what served the call (or failed last), and its usage
             line.update({
                 "served": rec.served_model or None, "deployment": rec.deployment or None,
