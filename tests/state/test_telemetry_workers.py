@@ -76,7 +76,8 @@ def ledger_figures(rows: dict[str | None, dict[str, Any]]) -> dict[str, float]:
 
 
 async def test_one_scrape_of_two_workers_is_the_whole_node_and_agrees_with_the_ledger(
-        gateways: Gateways, tmp_path: Path) -> None:
+        gateways: Gateways,  # noqa: F811 - the fixture imported above
+        tmp_path: Path) -> None:
     # TMPDIR: the run's metrics directory is made there, so the test can read each worker's file
     gw = await gateways.start("--workers", "2", env={"TMPDIR": str(tmp_path)})
     async with aiohttp.ClientSession(headers=AUTH) as s, s.post(gw.url + "/admin/teams",
