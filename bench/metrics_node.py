@@ -63,7 +63,7 @@ print(f"multiprocess: one record of a batch, every series {{t / len(kids) * 1e6:
     files = os.listdir(d)
     for w in range(1, workers):
         for f in files:
-            head, _, pidpart = f.rpartition("_")
+            head = f.rpartition("_")[0]
             with open(os.path.join(d, f), "rb") as src, open(os.path.join(d, f"{head}_{900000 + w}.db"), "wb") as dst:
                 dst.write(src.read())
     code = f"""
