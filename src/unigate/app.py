@@ -174,13 +174,13 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
         app[access.LOG_BODIES] = cfg.logging.max_body_chars
     gw.tracer = tracer_from_env(env if env is not None else os.environ)
 
-    async def metrics_handler(request: web.Request) -> web.Response:
-        await gw.ledger.flush()  # a scrape sees every call finished so far
-        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+    metrics_handler = metrics.handler()
 
     expect = expect_handler()
     app.add_routes([web.get(path, fn, expect_handler=expect) for path, fn in
-                    (("/health/live", live), ("/health/ready", readyz), ("/health", live), ("/metrics", metrics_handler))])
+                    (("/health/live", live), ("/health/ready", readyz), ("/health", live))])
+    if cfg.metrics.port is None:  # else only on its own port (server.py)
+        app.add_routes([web.get("/metrics", metrics_handler, expect_handler=expect)])
     known = {r.path for r in routes if isinstance(r, web.RouteDef)}
     # [\s\S]: a path with a newline (/%0A) is unknown too, not aiohttp's text/plain 404
     app.router.add_route("*", r"/{tail:[\s\S]*}", fallback_handler(known), expect_handler=expect)

@@ -219,8 +219,14 @@ class MetricsConfig(_Strict, frozen=True):
     max_key_labels: int = 200
     #: teams with a series of their own, per worker
     max_team_labels: int = 100
+    #: serve /metrics on this port only (every worker shares it), not on the gateway's
+    port: int | None = None
+    #: the address of that port (default: the gateway's `server.host`)
+    host: str | None = None
 
     def __post_init__(self) -> None:
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ValueError(f"`port` must be 1..65535, got {self.port}")
         for name in ("max_key_labels", "max_team_labels"):
             if not 0 <= getattr(self, name) <= 100_000:
                 raise ValueError(f"`{name}` must be 0 to 100000, got {getattr(self, name)}")
@@ -343,6 +349,8 @@ def _check(cfg: Config, where: str) -> None:
     s = cfg.server
     if not 0 < s.port < 65536:
         raise ConfigError(f"{where}: $.server.port: must be 1..65535, got {s.port}")
+    if cfg.metrics.port == s.port:
+        raise ConfigError(f"{where}: $.metrics.port: the gateway's own port; leave it unset to serve /metrics there")
     if s.workers < 1:
         raise ConfigError(f"{where}: $.server.workers: must be >= 1")
     for name in ("max_body_bytes", "max_upstream_body_bytes", "max_upstream_error_bytes", "max_stream_event_bytes"):

@@ -141,9 +141,12 @@ async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_
             stop.set()
 
     watcher: asyncio.Task[None] | None = None
+    metrics_runner: web.AppRunner | None = None
     try:
         site = web.TCPSite(runner, host, port, backlog=4096, reuse_port=reuse_port)
         await site.start()
+        if cfg.metrics.port is not None:
+            metrics_runner = await _serve_metrics(app, cfg.metrics.host or host, cfg.metrics.port, reuse_port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_for, signal.Signals(sig).name)
         if parent is not None:
@@ -155,7 +158,22 @@ async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)  # a second signal must not kill the drain midway
             signal.signal(sig, signal.SIG_IGN)
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await _shutdown(app, runner, timeout, why[0] if why else "start-up failed")
+
+
+async def _serve_metrics(app: web.Application, host: str, port: int, reuse_port: bool) -> web.AppRunner:
+    """`metrics.port`: /metrics alone on a port of its own (every worker listens on it too, so
+    any of them answers, with the whole node's figures)."""
+    from unigate.telemetry.metrics import METRICS_KEY
+
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", app[METRICS_KEY].handler())
+    runner = web.AppRunner(metrics_app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    return runner
 
 
 async def _watch_parent(parent: int, stop_for: Callable[[str], None]) -> None:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.test_serve import free_port
 from tests.state.test_gateway_processes import (  # noqa: F401 - the fixtures
     HI,
     MASTER,
@@ -47,10 +48,10 @@ def total(s: dict[str, list[tuple[dict[str, str], float]]], name: str, **match: 
     return sum(v for labels, v in s.get(name, []) if all(labels.get(k) == want for k, want in match.items()))
 
 
-async def scrape(gw: Gateway) -> dict[str, list[tuple[dict[str, str], float]]]:
+async def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     # a new connection each time: SO_REUSEPORT hands it to either worker
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s, \
-            s.get(gw.url + "/metrics") as r:
+            s.get(url + "/metrics") as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
         return samples(await r.text())
 
@@ -78,8 +79,13 @@ def ledger_figures(rows: dict[str | None, dict[str, Any]]) -> dict[str, float]:
 async def test_one_scrape_of_two_workers_is_the_whole_node_and_agrees_with_the_ledger(
         gateways: Gateways,  # noqa: F811 - the fixture imported above
         tmp_path: Path) -> None:
-    # TMPDIR: the run's metrics directory is made there, so the test can read each worker's file
-    gw = await gateways.start("--workers", "2", env={"TMPDIR": str(tmp_path)})
+    # TMPDIR: the run's metrics directory is made there, so the test can read each worker's file;
+    # /metrics on a port of its own, which both workers share as they share the gateway's
+    mport = free_port()
+    gw = await gateways.start("--workers", "2", env={"TMPDIR": str(tmp_path)}, config=f"metrics:\n  port: {mport}\n")
+    murl = f"http://127.0.0.1:{mport}"
+    async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
+        assert r.status == 404  # not on the gateway's port then
     async with aiohttp.ClientSession(headers=AUTH) as s, s.post(gw.url + "/admin/teams",
                                                                json={"id": "research", "name": "Research"}) as r:
         assert r.status == 201, await r.text()
@@ -103,7 +109,7 @@ async def test_one_scrape_of_two_workers_is_the_whole_node_and_agrees_with_the_l
     deadline = time.monotonic() + 15
     while True:
         rows = await ledger(gw)
-        s1 = await scrape(gw)
+        s1 = await scrape(murl)
         want = ledger_figures(rows)
         if figures(s1) == want and want["requests"] == 66 + (6 - refused):
             break
@@ -115,7 +121,7 @@ async def test_one_scrape_of_two_workers_is_the_whole_node_and_agrees_with_the_l
     # the other worker's last calls are published (its ledger flush, 0.25 s, then its publish, 0.5 s)
     await asyncio.sleep(1.0)
     for _ in range(6):
-        s2 = await scrape(gw)
+        s2 = await scrape(murl)
         assert figures(s2) == want
         assert total(s2, "unigate_metrics_workers") == 2
         # per key: the virtual key (of team research) and the master key, as in the ledger

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from operator import attrgetter
@@ -263,6 +263,15 @@ class Metrics:
         return [[dep_id, BREAKER_VALUE.get(breakers.state(dep_id).state.value, 0.0)] for dep_id in sorted(ids)]
 
     # ------------------------------------------------------------------ the scrape
+
+    def handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """GET /metrics: on the gateway's port, or on `metrics.port` (server.py)."""
+
+        async def metrics(request: web.Request) -> web.Response:
+            await self.ledger.flush()  # a scrape sees every call this worker finished so far
+            return web.Response(body=self.render(), headers={"Content-Type": self.content_type})
+
+        return metrics
 
     def render(self) -> bytes:
         """The node's figures: this worker's, live, plus every other worker's last snapshot."""
