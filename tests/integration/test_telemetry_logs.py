@@ -124,7 +124,7 @@ async def test_bodies_when_asked_cut_and_redacted(start_gateway: GatewayFactory,
     assert stream["request_body"] is not None and stream["response_body"] is None
 
 
-def test_body_text_and_the_logging_config() -> None:
+def test_body_text_and_the_logging_and_metrics_config() -> None:
     assert body_text(None, 100) is None
     assert body_text(b'{"a":"Bearer abcdefghijkl"}', 100) == '{"a":"[redacted]"}'
     assert body_text({"x": "y" * 500}, 64) == '{"x":"' + "y" * 58 + "…"
@@ -134,5 +134,10 @@ def test_body_text_and_the_logging_config() -> None:
         parse_config({"logging": {"max_body_chars": 1}}, where="t", env={})
     with pytest.raises(ConfigError, match="max_key_labels"):
         parse_config({"metrics": {"max_key_labels": -1}}, where="t", env={})
+    with pytest.raises(ConfigError, match=r"\$\.metrics\.port: the gateway's own port"):
+        parse_config({"server": {"port": 4000}, "metrics": {"port": 4000}}, where="t", env={})
+    with pytest.raises(ConfigError, match="port"):
+        parse_config({"metrics": {"port": 70000}}, where="t", env={})
+    assert parse_config({"metrics": {"port": 9464}}, where="t", env={}).metrics.port == 9464
     with pytest.raises(ConfigError, match="bodys"):
         parse_config({"logging": {"bodys": True}}, where="t", env={})
