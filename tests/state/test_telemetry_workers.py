@@ -6,6 +6,8 @@ parser, shows both workers' figures summed, and agrees with the ledger (GET /adm
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -145,3 +147,14 @@ async def test_one_scrape_of_two_workers_is_the_whole_node_and_agrees_with_the_l
     assert len(snaps) == 2
     per_worker = [sum(row[-1] for row in snap["counters"]["unigate_requests"]) for snap in snaps]
     assert all(n > 0 for n in per_worker) and sum(per_worker) == want["requests"], per_worker
+
+    # a worker killed: the supervisor starts another, the dead one's counts stay in the node's
+    # sums (its last file), its gauges drop out
+    os.kill(int(snaps[0]["pid"]), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while len(list(run_dir.glob("worker-*.json"))) < 3:
+        assert time.monotonic() < deadline, "no new worker published"
+        await asyncio.sleep(0.1)
+    for _ in range(4):
+        s3 = await scrape(murl)
+        assert figures(s3) == want and total(s3, "unigate_metrics_workers") == 2
