@@ -63,7 +63,7 @@ from unigate.streams import (
     translate_stream,
 )
 from unigate.surfaces import validate
-from unigate.telemetry.access import LAST_ATTEMPT, REQUEST_BODY
+from unigate.telemetry.access import LAST_ATTEMPT, REFUSED, REQUEST_BODY
 
 if TYPE_CHECKING:
     from unigate.telemetry.otel import CallSpan, RequestTracer
@@ -217,7 +217,11 @@ class Gateway:
         enforcer = self.enforcer
         if enforcer is None:  # terms come from the state, which brings the enforcer: never here
             raise ServiceUnavailable("The gateway cannot enforce this key's limits right now.")
-        ticket, deployments = await enforcer.admit(terms, call.endpoint, call.body, call.size, deployments)
+        try:
+            ticket, deployments = await enforcer.admit(terms, call.endpoint, call.body, call.size, deployments)
+        except GatewayError:
+            call.request[REFUSED] = call.principal  # who was refused, for the request's log line
+            raise
         call.limit_headers = enforcer.headers(ticket)
         try:
             return await self.attempts(call, deployments, ticket)

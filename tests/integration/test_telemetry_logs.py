@@ -52,12 +52,15 @@ async def post(gw: RunningGateway, key: str, body: dict[str, Any]) -> tuple[int,
         return r.status, r.headers.get("x-request-id", "")
 
 
-async def team_key(gw: RunningGateway) -> tuple[str, str]:
+async def team_key(gw: RunningGateway, **fields: Any) -> tuple[str, str]:
     h = {"Authorization": f"Bearer {MASTER}"}
     async with aiohttp.ClientSession(headers=h) as s:
-        async with s.post(gw.url + "/admin/teams", json={"id": "ops", "name": "Ops"}) as r:
-            assert r.status == 201, await r.text()
-        async with s.post(gw.url + "/admin/keys", json={"name": "app", "team": "ops"}) as r:
+        async with s.get(gw.url + "/admin/teams/ops") as r:
+            known = r.status == 200
+        if not known:
+            async with s.post(gw.url + "/admin/teams", json={"id": "ops", "name": "Ops"}) as r:
+                assert r.status == 201, await r.text()
+        async with s.post(gw.url + "/admin/keys", json={"name": "app", "team": "ops", **fields}) as r:
             made = await r.json()
             assert r.status == 201, made
             return made["id"], made["key"]
@@ -71,14 +74,17 @@ async def test_one_line_per_request_with_who_what_served_and_what_it_cost(
         start_gateway: GatewayFactory, openai_fake: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
     gw = await start(start_gateway, openai_fake)
     vid, vkey = await team_key(gw)
+    rated_id, rated = await team_key(gw, rpm=1)
     caplog.set_level(logging.INFO, logger="unigate.access")
     s1, rid1 = await post(gw, vkey, {"model": "g", "messages": msgs("hi")})  # falls back: 2 attempts
     s2, rid2 = await post(gw, vkey, {"model": "openai/gpt-4o-mini", "messages": msgs("hi"), "stream": True,
                                      "stream_options": {"include_usage": True}})
     s3, rid3 = await post(gw, MASTER, {"model": "openai/error-500", "messages": msgs("hi")})
     s4, _ = await post(gw, "sk-not-a-key-at-all", {"model": "g", "messages": msgs("hi")})
-    assert (s1, s2, s3, s4) == (200, 200, 502, 401)
-    fell_back, stream, failed, refused = await wait_lines(caplog, 4)
+    s5, _ = await post(gw, rated, {"model": "g", "messages": msgs("hi")})
+    s6, rid6 = await post(gw, rated, {"model": "g", "messages": msgs("hi")})
+    assert (s1, s2, s3, s4, s5, s6) == (200, 200, 502, 401, 200, 429)
+    fell_back, stream, failed, refused, _, limited = await wait_lines(caplog, 6)
 
     assert fell_back["request_id"] == rid1 and fell_back["status"] == 200 and fell_back["path"] == "/v1/chat/completions"
     assert (fell_back["key_id"], fell_back["team"], fell_back["model"]) == (vid, "ops", "g")
@@ -96,11 +102,14 @@ async def test_one_line_per_request_with_who_what_served_and_what_it_cost(
     # refused before any upstream: the same keys, without an attempt's
     assert refused["status"] == 401 and refused["attempts"] is None and refused["key_id"] is None
     assert set(refused) == set(fell_back)
+    # refused by its key's limits: which key and team, still no attempt
+    assert limited["request_id"] == rid6 and limited["status"] == 429
+    assert (limited["key_id"], limited["team"], limited["attempts"]) == (rated_id, "ops", None)
 
     # bodies are off by default; no secret ever
-    assert all("request_body" not in ln and "response_body" not in ln for ln in (fell_back, stream, failed, refused))
+    assert all("request_body" not in ln and "response_body" not in ln for ln in (fell_back, stream, failed, refused, limited))
     text = " ".join(r.getMessage() for r in caplog.records)
-    for secret in (MASTER, UPSTREAM_KEY, vkey, "sk-not-a-key-at-all"):
+    for secret in (MASTER, UPSTREAM_KEY, vkey, rated, "sk-not-a-key-at-all"):
         assert secret not in text
 
 

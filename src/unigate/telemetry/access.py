@@ -30,6 +30,8 @@ LOGGER = logging.getLogger("unigate.access")
 REQUEST_BODY = "unigate.body"
 #: where the pipeline leaves the ledger record of the request's latest attempt (Gateway.attempts)
 LAST_ATTEMPT = "unigate.attempt"
+#: where the pipeline leaves the principal a key's limits, budget or credits refused (Gateway.run)
+REFUSED = "unigate.refused"
 #: the app's `logging.max_body_chars` when bodies are logged, absent (or 0) when not (app.py)
 LOG_BODIES: web.AppKey[int] = web.AppKey("unigate.log_bodies", int)
 _MAX_VALUE = 200  # a client-chosen string is cut to this in the log
@@ -76,6 +78,9 @@ class AccessLog(AbstractAccessLogger):
         }
         if rec is None:  # refused or failed before any upstream: the same keys, empty
             line.update(_NO_ATTEMPT)
+            who = request.get(REFUSED)
+            if who is not None:  # refused by its limits: which key and team
+                line["key_id"], line["team"] = who.key_id, who.team
         else:
             # the record of the last attempt: what served the call (or failed last), and its usage
             line.update({
