@@ -166,17 +166,23 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
         body = {"status": "ready" if ready["ok"] else "starting", "providers": sorted(gw.router.providers)}
         return web.Response(body=orjson.dumps(body), status=200 if ready["ok"] else 503, content_type="application/json")
 
-    from unigate.telemetry.metrics import Metrics
+    from unigate.telemetry import access
+    from unigate.telemetry.metrics import METRICS_KEY, Metrics
+    from unigate.telemetry.tracing import tracer_from_env
 
-    metrics = Metrics(gw.ledger)
+    metrics = app[METRICS_KEY] = Metrics(gw.ledger, gw, max_keys=cfg.metrics.max_key_labels,
+                                         max_teams=cfg.metrics.max_team_labels)
+    if cfg.logging.bodies:
+        app[access.LOG_BODIES] = cfg.logging.max_body_chars
+    gw.tracer = tracer_from_env(env if env is not None else os.environ)
 
-    async def metrics_handler(request: web.Request) -> web.Response:
-        await gw.ledger.flush()  # a scrape sees every call finished so far
-        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+    metrics_handler = metrics.handler()
 
     expect = expect_handler()
     app.add_routes([web.get(path, fn, expect_handler=expect) for path, fn in
-                    (("/health/live", live), ("/health/ready", readyz), ("/health", live), ("/metrics", metrics_handler))])
+                    (("/health/live", live), ("/health/ready", readyz), ("/health", live))])
+    if cfg.metrics.port is None:  # else only on its own port (server.py)
+        app.add_routes([web.get("/metrics", metrics_handler, expect_handler=expect)])
     known = {r.path for r in routes if isinstance(r, web.RouteDef)}
     # [\s\S]: a path with a newline (/%0A) is unknown too, not aiohttp's text/plain 404
     app.router.add_route("*", r"/{tail:[\s\S]*}", fallback_handler(known), expect_handler=expect)
@@ -198,6 +204,10 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
 
     async def on_cleanup(app: web.Application) -> None:
         await gw.ledger.stop()  # the last usage rows reach the state before it closes
+        if metrics.node is not None:
+            await metrics.node.stop()  # this worker's last figures, for the others' scrapes
+        if gw.tracer is not None:
+            await asyncio.to_thread(gw.tracer.shutdown)  # the spans still batched go out
         await gw.transport.close()
         try:
             if gw.enforcer is not None:

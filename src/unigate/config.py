@@ -212,6 +212,39 @@ class GovernanceConfig(_Strict, frozen=True):
             raise ValueError(f"`flush_interval` must be 0.05 to 60 seconds, got {self.flush_interval}")
 
 
+class MetricsConfig(_Strict, frozen=True):
+    """/metrics (telemetry/metrics.py): label values past these caps are counted as "other"."""
+
+    #: virtual key ids with a series of their own (requests, tokens, cost), per worker
+    max_key_labels: int = 200
+    #: teams with a series of their own, per worker
+    max_team_labels: int = 100
+    #: serve /metrics on this port only (every worker shares it), not on the gateway's
+    port: int | None = None
+    #: the address of that port (default: the gateway's `server.host`)
+    host: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ValueError(f"`port` must be 1..65535, got {self.port}")
+        for name in ("max_key_labels", "max_team_labels"):
+            if not 0 <= getattr(self, name) <= 100_000:
+                raise ValueError(f"`{name}` must be 0 to 100000, got {getattr(self, name)}")
+
+
+class LoggingConfig(_Strict, frozen=True):
+    """The request log line (telemetry/access.py; on with `server.access_log`)."""
+
+    #: add the request's and a JSON answer's bodies to the line, secrets redacted
+    bodies: bool = False
+    #: each body is cut to this many characters
+    max_body_chars: int = 4096
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.max_body_chars <= 1_000_000:
+            raise ValueError(f"`max_body_chars` must be 64 to 1000000, got {self.max_body_chars}")
+
+
 class Config(_Strict, frozen=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -222,6 +255,8 @@ class Config(_Strict, frozen=True):
     routing: RoutingConfig = RoutingConfig()
     state: StateConfig = StateConfig()
     governance: GovernanceConfig = GovernanceConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
     timeouts: Timeouts = Timeouts()
     source: str = "<defaults>"
 
@@ -314,6 +349,8 @@ def _check(cfg: Config, where: str) -> None:
     s = cfg.server
     if not 0 < s.port < 65536:
         raise ConfigError(f"{where}: $.server.port: must be 1..65535, got {s.port}")
+    if cfg.metrics.port == s.port:
+        raise ConfigError(f"{where}: $.metrics.port: the gateway's own port; leave it unset to serve /metrics there")
     if s.workers < 1:
         raise ConfigError(f"{where}: $.server.workers: must be >= 1")
     for name in ("max_body_bytes", "max_upstream_body_bytes", "max_upstream_error_bytes", "max_stream_event_bytes"):

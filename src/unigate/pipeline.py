@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -62,7 +63,10 @@ from unigate.streams import (
     translate_stream,
 )
 from unigate.surfaces import completions, validate
-from unigate.telemetry.access import REQUESTED_MODEL
+from unigate.telemetry.access import LAST_ATTEMPT, REFUSED, REQUEST_BODY
+
+if TYPE_CHECKING:
+    from unigate.telemetry.otel import CallSpan, RequestTracer
 
 log = logging.getLogger("unigate.pipeline")
 
@@ -104,6 +108,8 @@ class Call:
     route_note: str = ""
     #: the x-ratelimit-* headers of a virtual key with rpm/tpm limits
     limit_headers: dict[str, str] | None = None
+    #: the request's span, when tracing is on (telemetry/otel.py)
+    span: CallSpan | None = None
 
     def __init__(self, request: web.Request, rid: str, endpoint: Endpoint, body: JSON,
                  principal: Principal = ANONYMOUS, size: int = 0) -> None:
@@ -140,6 +146,8 @@ class Gateway:
     state: State | None = None
     #: virtual keys' limits, budgets and credits, with the state
     enforcer: Enforcer | None = None
+    #: OpenTelemetry, when the OTEL_* variables turn it on (telemetry/tracing.py); None costs one check
+    tracer: RequestTracer | None = None
 
     # ------------------------------------------------------------------ the OpenAI surface
 
@@ -172,7 +180,7 @@ class Gateway:
         if call.attempts is None:
             body = call.body
             model = body["model"]
-            call.request[REQUESTED_MODEL] = model  # for the access log line
+            call.request[REQUEST_BODY] = body  # for the request's log line (telemetry/access.py)
             c = call.controls = controls.take(body)
             router = self.router
             lone = router.lone(model) if c is controls.NONE and not call.principal.restricted else None
@@ -199,6 +207,9 @@ class Gateway:
     async def run(self, call: Call) -> web.StreamResponse:
         """Plan, then a virtual key's limits, budget and credits (held for the call, charged when
         it ends), then the attempts."""
+        if self.tracer is not None and call.span is None:
+            # the tracer opens the request's span and comes back here (call.span set)
+            return await self.tracer.run(call, self.run)
         deployments = self.plan(call)
         terms = call.principal.terms
         if terms is None:
@@ -206,7 +217,11 @@ class Gateway:
         enforcer = self.enforcer
         if enforcer is None:  # terms come from the state, which brings the enforcer: never here
             raise ServiceUnavailable("The gateway cannot enforce this key's limits right now.")
-        ticket, deployments = await enforcer.admit(terms, call.endpoint, call.body, call.size, deployments)
+        try:
+            ticket, deployments = await enforcer.admit(terms, call.endpoint, call.body, call.size, deployments)
+        except GatewayError:
+            call.request[REFUSED] = call.principal  # who was refused, for the request's log line
+            raise
         call.limit_headers = enforcer.headers(ticket)
         try:
             return await self.attempts(call, deployments, ticket)
@@ -281,6 +296,9 @@ class Gateway:
                 self.ledger.add(rec)
                 if ticket is not None:
                     ticket.add(dep, rec)
+                call.request[LAST_ATTEMPT] = rec  # for the request's log line (telemetry/access.py)
+                if call.span is not None:
+                    call.span.attempt(dep, rec)
             if fig is not None:
                 record_success(router, dep, fig, rec)
                 for rest in deployments[i + 1:]:

@@ -64,8 +64,10 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 DRAIN_GRACE = 1.0
 
 
-def _run_one(cfg: Config, host: str, port: int, reuse_port: bool, parent: int | None = None) -> int:
-    """Serve until SIGTERM/SIGINT (or, in a worker, until the parent is gone), then drain."""
+def _run_one(cfg: Config, host: str, port: int, reuse_port: bool, parent: int | None = None,
+             metrics_dir: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or, in a worker, until the parent is gone), then drain.
+    `metrics_dir`: where the workers of this run share their metrics (telemetry/node.py)."""
     from unigate.app import create_app
 
     loop = _new_loop()
@@ -74,6 +76,8 @@ def _run_one(cfg: Config, host: str, port: int, reuse_port: bool, parent: int | 
         app = create_app(cfg, freeze_heap=True)
         if reuse_port:
             _share_health(app, cfg)  # several workers: breaker openings go through a shared file
+        if metrics_dir is not None:
+            _share_metrics(app, metrics_dir)
         loop.run_until_complete(_serve(app, cfg, host, port, reuse_port, parent))
     finally:
         _close_loop(loop)
@@ -102,6 +106,18 @@ def _share_health(app: web.Application, cfg: Config) -> None:
     app.on_cleanup.append(stop)
 
 
+def _share_metrics(app: web.Application, directory: str) -> None:
+    from unigate.telemetry.metrics import METRICS_KEY
+    from unigate.telemetry.node import NodeShare
+
+    share = NodeShare(directory, app[METRICS_KEY])
+
+    async def start(app: web.Application) -> None:
+        share.start()
+
+    app.on_startup.append(start)  # (its last publish is in create_app's cleanup, after the ledger's)
+
+
 async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_port: bool,
                  parent: int | None) -> None:
     """web.run_app without its shutdown: aiohttp's waits `shutdown_timeout` for the handlers
@@ -125,9 +141,12 @@ async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_
             stop.set()
 
     watcher: asyncio.Task[None] | None = None
+    metrics_runner: web.AppRunner | None = None
     try:
         site = web.TCPSite(runner, host, port, backlog=4096, reuse_port=reuse_port)
         await site.start()
+        if cfg.metrics.port is not None:
+            metrics_runner = await _serve_metrics(app, cfg.metrics.host or host, cfg.metrics.port, reuse_port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_for, signal.Signals(sig).name)
         if parent is not None:
@@ -139,7 +158,22 @@ async def _serve(app: web.Application, cfg: Config, host: str, port: int, reuse_
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)  # a second signal must not kill the drain midway
             signal.signal(sig, signal.SIG_IGN)
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await _shutdown(app, runner, timeout, why[0] if why else "start-up failed")
+
+
+async def _serve_metrics(app: web.Application, host: str, port: int, reuse_port: bool) -> web.AppRunner:
+    """`metrics.port`: /metrics alone on a port of its own (every worker listens on it too, so
+    any of them answers, with the whole node's figures)."""
+    from unigate.telemetry.metrics import METRICS_KEY
+
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", app[METRICS_KEY].handler())
+    runner = web.AppRunner(metrics_app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    return runner
 
 
 async def _watch_parent(parent: int, stop_for: Callable[[str], None]) -> None:
@@ -234,9 +268,18 @@ def serve(cfg: Config, host: str, port: int, workers: int) -> int:
     log.info("unigate listening on http://%s:%d (%d worker%s)", host, port, workers, "s" if workers > 1 else "")
     if workers <= 1:
         return _run_one(cfg, host, port, reuse_port=False)
+    import shutil
+    import tempfile
+
     from unigate.supervisor import Supervisor
 
-    def worker(parent: int) -> int:
-        return _run_one(cfg, host, port, reuse_port=True, parent=parent)
+    # this run's metrics, one file per worker; a new run starts from zero (telemetry/node.py)
+    metrics_dir = tempfile.mkdtemp(prefix="unigate-metrics-")
 
-    return Supervisor(workers, worker, cfg.server.shutdown_timeout).run()
+    def worker(parent: int) -> int:
+        return _run_one(cfg, host, port, reuse_port=True, parent=parent, metrics_dir=metrics_dir)
+
+    try:
+        return Supervisor(workers, worker, cfg.server.shutdown_timeout).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -33,22 +33,24 @@ async def test_metrics_count_requests_tokens_and_errors(gw_openai: RunningGatewa
     except openai.APIStatusError:
         pass
     text = await scrape(gw_openai)
-    ok = 'unigate_requests_total{endpoint="chat",model="openai/gpt-4o-mini",provider="openai",status="200"}'
+    ok = ('unigate_requests_total{deployment="openai/gpt-4o-mini",endpoint="chat",key="master",model="openai/gpt-4o-mini",'
+          'provider="openai",status="200",team="none"}')
     assert value(text, ok) == 2
     # no upstream ever answered for that name: it is counted, under "other" (client-chosen names make no series)
-    assert value(text, 'unigate_requests_total{endpoint="chat",model="other",provider="openai",status="502"}') == 1
+    assert value(text, 'unigate_requests_total{deployment="other",endpoint="chat",key="master",model="other",'
+                 'provider="openai",status="502",team="none"}') == 1
     assert "openai/error-500" not in text
-    assert value(text, 'unigate_tokens_total{kind="prompt",model="openai/gpt-4o-mini",provider="openai"}') == 24
+    assert value(text, 'unigate_tokens_total{key="master",kind="prompt",model="openai/gpt-4o-mini",provider="openai",team="none"}') == 24
     assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="true"}') == 1
     assert value(text, 'unigate_time_to_first_byte_seconds_count{provider="openai"}') == 1
     assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="false"}') == 2
-    completion = value(text, 'unigate_tokens_total{kind="completion",model="openai/gpt-4o-mini",provider="openai"}')
+    completion = value(text, 'unigate_tokens_total{key="master",kind="completion",model="openai/gpt-4o-mini",provider="openai",team="none"}')
     assert completion > 0
     # gpt-4o-mini is priced: both successful calls add to the cost series, none to the unpriced one
     from unigate.accounting.pricing import cost_usd
 
     expected = 2 * cost_usd("openai", "gpt-4o-mini", {"prompt_tokens": 12, "completion_tokens": completion / 2})  # type: ignore[operator]
-    assert abs(value(text, 'unigate_cost_usd_total{model="openai/gpt-4o-mini",provider="openai"}') - expected) < 1e-12
+    assert abs(value(text, 'unigate_cost_usd_total{key="master",model="openai/gpt-4o-mini",provider="openai",team="none"}') - expected) < 1e-12
     assert 'unigate_unpriced_calls_total{model="openai/gpt-4o-mini"' not in text
 
 
@@ -59,10 +61,11 @@ async def test_metrics_sum_a_batch_of_many_requests_per_series(gw_openai: Runnin
     await asyncio.gather(*(c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
                            for _ in range(30)))
     text = await scrape(gw_openai)
-    ok = 'unigate_requests_total{endpoint="chat",model="openai/gpt-4o-mini",provider="openai",status="200"}'
+    ok = ('unigate_requests_total{deployment="openai/gpt-4o-mini",endpoint="chat",key="master",model="openai/gpt-4o-mini",'
+          'provider="openai",status="200",team="none"}')
     assert value(text, ok) == 30
     assert value(text, 'unigate_request_duration_seconds_count{provider="openai",stream="false"}') == 30
-    assert value(text, 'unigate_tokens_total{kind="prompt",model="openai/gpt-4o-mini",provider="openai"}') == 30 * 12
+    assert value(text, 'unigate_tokens_total{key="master",kind="prompt",model="openai/gpt-4o-mini",provider="openai",team="none"}') == 30 * 12
 
 
 async def test_a_priced_zero_cost_still_exports_its_cost_series() -> None:
@@ -77,7 +80,7 @@ async def test_a_priced_zero_cost_still_exports_its_cost_series() -> None:
     ledger.add(rec)
     await ledger.flush()
     text = metrics.render().decode()
-    assert value(text, 'unigate_cost_usd_total{model="local/smollm2",provider="local"}') == 0.0
+    assert value(text, 'unigate_cost_usd_total{key="none",model="local/smollm2",provider="local",team="none"}') == 0.0
     assert 'unigate_unpriced_calls_total{model="local/smollm2"' not in text
 
 
@@ -108,15 +111,16 @@ async def test_one_batch_sums_every_series_per_label_set() -> None:
         ledger.add(r)
     await ledger.flush()
     text = metrics.render().decode()
-    req = 'unigate_requests_total{endpoint="chat",model="%s",provider="p",status="%s"}'
-    assert value(text, req % ("a", "200")) == 5 and value(text, req % ("a", "502")) == 1 and value(text, req % ("b", "200")) == 1
-    assert value(text, 'unigate_tokens_total{kind="prompt",model="a",provider="p"}') == 40
-    assert value(text, 'unigate_tokens_total{kind="completion",model="a",provider="p"}') == 12
-    assert value(text, 'unigate_tokens_total{kind="cached",model="a",provider="p"}') == 16
-    assert value(text, 'unigate_cost_usd_total{model="a",provider="p"}') == 1.75
+    req = 'unigate_requests_total{deployment="%s",endpoint="chat",key="none",model="%s",provider="p",status="%s",team="none"}'
+    assert value(text, req % ("", "a", "200")) == 5 and value(text, req % ("", "a", "502")) == 1
+    assert value(text, req % ("", "b", "200")) == 1
+    assert value(text, 'unigate_tokens_total{key="none",kind="prompt",model="a",provider="p",team="none"}') == 40
+    assert value(text, 'unigate_tokens_total{key="none",kind="completion",model="a",provider="p",team="none"}') == 12
+    assert value(text, 'unigate_tokens_total{key="none",kind="cached",model="a",provider="p",team="none"}') == 16
+    assert value(text, 'unigate_cost_usd_total{key="none",model="a",provider="p",team="none"}') == 1.75
     assert value(text, 'unigate_unpriced_calls_total{model="a",provider="p"}') == 1
     assert value(text, 'unigate_unpriced_calls_total{model="b",provider="p"}') == 1
-    assert 'unigate_cost_usd_total{model="b"' not in text
+    assert 'model="b"' not in "".join(ln for ln in text.splitlines() if ln.startswith("unigate_cost_usd_total"))
     assert value(text, 'unigate_client_disconnects_total{provider="p"}') == 1
     assert value(text, 'unigate_request_duration_seconds_count{provider="p",stream="false"}') == 5
     assert value(text, 'unigate_request_duration_seconds_count{provider="p",stream="true"}') == 2
@@ -140,5 +144,7 @@ async def test_model_names_no_upstream_accepted_make_no_series(gw_openai: Runnin
                 assert r.status == 404
     text = await scrape(gw_openai)
     assert "error-404-x" not in text
-    assert value(text, 'unigate_requests_total{endpoint="chat",model="other",provider="openai",status="404"}') == 200
-    assert len(text.splitlines()) - mid <= 2  # the one "other" series and its _created line, not 200 of them
+    assert value(text, 'unigate_requests_total{deployment="other",endpoint="chat",key="master",model="other",'
+                 'provider="openai",status="404",team="none"}') == 200
+    # the one "other" series of requests and of errors, not 200 of them
+    assert len(text.splitlines()) - mid <= 2

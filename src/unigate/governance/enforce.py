@@ -78,6 +78,9 @@ class Enforcer:
         self._markup = 1.0 + cfg.markup
         self._task: asyncio.Task[None] | None = None
         self._rates: dict[str, tuple[float | None, float, int, float]] = {}
+        #: refusals by (error code, HTTP status), for the metrics (telemetry/metrics.py): only
+        #: the refusing path pays for the count
+        self.refused: dict[tuple[str, int], int] = {}
 
     # ------------------------------------------------------------------ the call
 
@@ -93,7 +96,11 @@ class Enforcer:
         if free:
             terms = ticket.terms = Terms(terms.rated, terms.parallel, (), terms.counts_tokens)
         if terms.accounts:
-            deployments, ticket.worst_of = self._priced(deployments, prompt, out)
+            try:
+                deployments, ticket.worst_of = self._priced(deployments, prompt, out)
+            except PriceUnknown as e:
+                self._count(e)
+                raise
             ticket.worst = max(ticket.worst_of.values(), default=0.0)
         try:
             if terms.rated:
@@ -108,7 +115,8 @@ class Enforcer:
                     raise RateLimited(f"Too many calls in flight for {kind} {name}: {limit} at a time.",
                                       retry_after=d.retry_after)
                 ticket.lease = d.lease
-        except GatewayError:
+        except GatewayError as e:
+            self._count(e)
             await self._give_back(ticket)
             raise
         except Exception as e:
@@ -121,6 +129,10 @@ class Enforcer:
             await self._give_back(ticket)
             raise
         return ticket, deployments
+
+    def _count(self, e: GatewayError) -> None:
+        k = (e.code or "refused", e.http_status)
+        self.refused[k] = self.refused.get(k, 0) + 1
 
     def _priced(self, deployments: list[Deployment], prompt: int,
                 out: int | None) -> tuple[list[Deployment], dict[str, float]]:
