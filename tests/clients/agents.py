@@ -59,17 +59,3 @@ def base_env(home: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
             "XDG_DATA_HOME": str(home / ".local/share"), "XDG_CACHE_HOME": str(home / ".cache"),
             "XDG_STATE_HOME": str(home / ".local/state"), "TERM": "dumb", "NO_COLOR": "1", "CI": "true"}
-
-
-# A gateway bug found by the matrix and owned by the Responses surface: Codex sends
-# `client_metadata` (its thread/turn ids) in every /v1/responses body, and the surface refuses the
-# field with a 400 instead of ignoring it (OpenAI's API accepts it). While it does, the Codex
-# tests end as an xfail naming it; any other failure still fails, and once the surface accepts
-# the field they pass with no edit here.
-CODEX_CLIENT_METADATA_BUG = "Unrecognized request argument supplied: client_metadata"
-
-
-def xfail_on_known_gateway_bug(output: str) -> None:
-    if CODEX_CLIENT_METADATA_BUG in output:
-        pytest.xfail("gateway bug: POST /v1/responses refuses Codex's `client_metadata` field with a 400 "
-                     "(unknown_parameter); it should accept and ignore it")

@@ -11,7 +11,6 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.clients.agents import xfail_on_known_gateway_bug
 from tests.clients.conftest import MASTER
 from tests.clients.recorder import REDACTED, load
 from tests.clients.upstream import ANSWER, ScriptedOpenAI
@@ -69,8 +68,6 @@ async def test_recorded_requests_replay(agent: str, gw: RunningGateway, scripted
             async with http.request(req["method"], gw.url + req["path"], headers=with_key(req["headers"]),
                                     data=orjson.dumps(body)) as resp:
                 raw = await resp.read()
-                if resp.status == 400:
-                    xfail_on_known_gateway_bug(raw.decode())
                 assert resp.status == 200, (req["path"], raw[:2000])
                 text = answer_text(req["path"], raw, resp.headers.get("Content-Type", ""))
             assert ANSWER in text, (req["path"], raw[-2000:])

@@ -36,12 +36,13 @@ KNOWN_FIELDS = frozenset({
     "reasoning", "parallel_tool_calls", "metadata", "user", "stream", "stream_options", "store",
     "previous_response_id", "include", "truncation", "service_tier", "prompt_cache_key", "safety_identifier",
     "top_logprobs", "max_tool_calls", "background", "conversation", "prompt", "prompt_cache_retention",
-    "prompt_cache_options", "context_management",
+    "prompt_cache_options", "context_management", "client_metadata",
 })
-#: fields of OpenAI's own serving (cache retention, context compaction) the chat form has no
-#: place for: named in x-unigate-dropped-params
+#: fields of OpenAI's own serving (cache retention, context compaction, a client's own ids such
+#: as Codex CLI's thread and turn in `client_metadata`) the chat form has no place for: named in
+#: x-unigate-dropped-params
 _NAMED_DROPPED = ("top_logprobs", "max_tool_calls", "prompt_cache_retention", "prompt_cache_options",
-                  "context_management")
+                  "context_management", "client_metadata")
 #: fields passed to the canonical body under the same name
 _SAME = ("temperature", "top_p", "user", "service_tier", "prompt_cache_key", "safety_identifier")
 #: tools the API runs on OpenAI's side; a gateway in front of any model cannot run them
