@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from unigate.errors import RateLimited
 from unigate.state.base import Limits
@@ -47,9 +48,9 @@ class _Block:
     lock: asyncio.Lock | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Taken:
-    """What one admitted call took from each scope, to settle its tokens against."""
+class Taken(NamedTuple):
+    """What one admitted call took from each scope, to settle its tokens against. (A tuple:
+    one per call.)"""
 
     window: float
     tokens: int

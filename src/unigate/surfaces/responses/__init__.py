@@ -12,7 +12,7 @@ Responses API, the client's body goes upstream untouched and the answer comes ba
 master key is set), owned by the key that made it; without a state layer store is accepted and
 nothing is kept (the answer says `store: false`), and `previous_response_id` is a clear 400
 (unless the model passes through to OpenAI, which keeps its own responses).
-docs/decisions.md (decision 15) has the reasoning.
+docs/decisions.md (decision 16) has the reasoning.
 """
 
 from __future__ import annotations
