@@ -143,20 +143,20 @@ def chat_work(params: ChatParams, model_name: str, *, stream: bool) -> Callable[
                 choice = ch["choices"][0]
                 delta = choice["delta"]
                 finish = choice.get("finish_reason") or finish
+                if reader is not None:  # a call: its finish is sent below, after the call's end
+                    if "role" in delta:
+                        _emit_if(stream, job, maker, [{"role": "assistant", "content": None}])
+                    elif delta.get("content"):
+                        _emit_if(stream, job, maker, [{"tool_calls": [d]} for d in reader.feed(delta["content"])])
+                    continue
                 if "role" in delta:
-                    out: JSON = {"role": "assistant", "content": None if reader is not None else ""}
-                elif not delta.get("content"):
-                    out = {}
-                elif reader is not None:
-                    calls = reader.feed(delta["content"])
-                    out = {"tool_calls": calls} if calls else {}
-                else:
+                    out: JSON = {"role": "assistant", "content": ""}
+                elif delta.get("content"):
                     out = {"content": delta["content"]}
                     texts.append(delta["content"])
-                if reader is not None:
-                    if stream and out:  # the finish of a call is sent below, with the call's end
-                        job.emit(maker.chunk(out))
-                elif stream and (out or choice.get("finish_reason")):
+                else:
+                    out = {}
+                if stream and (out or choice.get("finish_reason")):
                     job.emit(maker.chunk(out, finish_reason=choice.get("finish_reason")))
         finally:
             llm.job = None
@@ -170,8 +170,7 @@ def chat_work(params: ChatParams, model_name: str, *, stream: bool) -> Callable[
             if complete:
                 job.finish_reason = "tool_calls"
             if stream:
-                if rest:
-                    job.emit(maker.chunk({"tool_calls": rest}))
+                _emit_if(True, job, maker, [{"tool_calls": [d]} for d in rest])
                 job.emit(maker.chunk({}, finish_reason=job.finish_reason))
                 return None
             if reader.name is not None:
@@ -189,6 +188,13 @@ def chat_work(params: ChatParams, model_name: str, *, stream: bool) -> Callable[
         }
 
     return work
+
+
+def _emit_if(stream: bool, job: Job, maker: ChunkMaker, deltas: list[JSON]) -> None:
+    """Stream each delta as its own chunk (one tool-call delta per chunk, as OpenAI sends them)."""
+    if stream:
+        for d in deltas:
+            job.emit(maker.chunk(d))
 
 
 def embed_work(texts: list[str], model_name: str, *, encoding_format: str | None,
