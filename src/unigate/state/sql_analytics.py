@@ -64,14 +64,15 @@ class Cube:
 
 _ROUTE: tuple[Dim, ...] = ("model", "served_model", "provider", "deployment")
 _PRINCIPAL: tuple[Dim, ...] = ("key", "team")
-#: coarsest first, then fewest dimensions: the first cube that has a query's dimensions is the
-#: smallest that can answer it (migrations._V3 creates the tables)
+#: coarsest first, then the one with the fewest rows (a few deployments per hour, against up to
+#: hundreds of keys): the first cube that has a query's dimensions is the smallest that can
+#: answer it (migrations._V3 creates the tables)
 CUBES: tuple[Cube, ...] = (
-    Cube("an_day_principal", DAY, _PRINCIPAL),
     Cube("an_day_route", DAY, _ROUTE),
+    Cube("an_day_principal", DAY, _PRINCIPAL),
     Cube("an_day_all", DAY, (*_ROUTE, *_PRINCIPAL)),
-    Cube("an_hour_principal", HOUR, _PRINCIPAL),
     Cube("an_hour_route", HOUR, _ROUTE),
+    Cube("an_hour_principal", HOUR, _PRINCIPAL),
 )
 _SUMS = ("requests", "attempts", "errors", "input_tokens", "output_tokens", "cost_usd")
 _HIST = tuple(f"l{i}" for i in range(NB)) + tuple(f"t{i}" for i in range(NB))
@@ -86,24 +87,24 @@ _FROM = "FROM usage u LEFT JOIN usage n ON n.request_id = u.request_id AND n.att
 _FAILED = "(u.status >= 400 OR u.error_code IS NOT NULL)"
 
 
-def _hist_case(col: str, i: int) -> str:
-    if i == 0:
-        cond = f"{col} <= {BOUNDS[0]}"
-    elif i == NB - 1:
-        cond = f"{col} > {BOUNDS[-1]}"
-    else:
-        cond = f"{col} > {BOUNDS[i - 1]} AND {col} <= {BOUNDS[i]}"
-    return f"sum(CASE WHEN {_LAST} AND {cond} THEN 1 ELSE 0 END)"
+def _raw_sums(dialect: str) -> str:
+    """The figures of raw rows, in the order of _FIGS. The histograms are cumulative (l<k>: last
+    attempts with latency <= BOUNDS[k]; the 25th column counts them all), so each bucket is one
+    comparison summed: three times cheaper than a CASE per bucket (measured on SQLite)."""
+    n = "::int" if dialect == "postgres" else ""
+
+    def count(cond: str) -> str:
+        # coalesce: `true AND NULL` (no TTFT) is NULL, and a sum of only NULLs is NULL
+        return f"coalesce(sum(({_LAST} AND {cond}){n}), 0)"
+
+    return ", ".join([
+        f"sum(({_LAST}){n})", "count(*)", count(_FAILED), "sum(u.input_tokens)", "sum(u.output_tokens)",
+        "sum(coalesce(u.cost_usd, 0))",
+        *(count(f"u.latency_ms <= {b}") for b in BOUNDS), f"sum(({_LAST}){n})",
+        *(count(f"u.ttft_ms <= {b}") for b in BOUNDS), count("u.ttft_ms IS NOT NULL"),
+    ])  # fmt: skip
 
 
-#: the figures of raw rows, in the order of _FIGS
-_RAW_SUMS = ", ".join([
-    f"sum(CASE WHEN {_LAST} THEN 1 ELSE 0 END)", "count(*)",
-    f"sum(CASE WHEN {_LAST} AND {_FAILED} THEN 1 ELSE 0 END)", "sum(u.input_tokens)", "sum(u.output_tokens)",
-    "sum(coalesce(u.cost_usd, 0))",
-    *(_hist_case("u.latency_ms", i) for i in range(NB)),
-    *(_hist_case("u.ttft_ms", i) for i in range(NB)),
-])  # fmt: skip
 _CUBE_SUMS = ", ".join(f"sum({c})" for c in _FIGS)
 
 Filters = Mapping[str, str]
@@ -149,13 +150,17 @@ def percentile(hist: Sequence[float], q: float) -> float | None:
 
 def figures(s: Sums) -> dict[str, Any]:
     requests, errors = int(s[0]), int(s[2])
-    lat, ttft = s[6 : 6 + NB], s[6 + NB :]
+    lat, ttft = _buckets(s[6 : 6 + NB]), _buckets(s[6 + NB :])
     return {"requests": requests, "attempts": int(s[1]), "errors": errors,
             "error_rate": round(errors / requests, 6) if requests else 0.0,
             "input_tokens": int(s[3]), "output_tokens": int(s[4]), "cost_usd": round(s[5], 9),
             "latency_p50_ms": percentile(lat, 0.5), "latency_p95_ms": percentile(lat, 0.95),
             "latency_p99_ms": percentile(lat, 0.99), "ttft_p50_ms": percentile(ttft, 0.5),
             "ttft_p95_ms": percentile(ttft, 0.95)}  # fmt: skip
+
+
+def _buckets(cumulative: Sequence[float]) -> list[float]:
+    return [c - (cumulative[i - 1] if i else 0.0) for i, c in enumerate(cumulative)]
 
 
 def _zero() -> Sums:
@@ -197,6 +202,7 @@ class SqlAnalytics:
         self._db = db
         self._settle = settle
         self._raw_bucket = {size: _bucket_expr(db.dialect, "u.time", size) for size in (60.0, HOUR, DAY)}
+        self._raw_sums = _raw_sums(db.dialect)
 
     # -- the rollups ---------------------------------------------------------------------
 
@@ -208,7 +214,7 @@ class SqlAnalytics:
         dims = ", ".join(_RAW_COL[d] for d in cube.dims)
         upd = ", ".join(f"{c} = {cube.table}.{c} + excluded.{c}" for c in _FIGS)
         return Sql(f"INSERT INTO {cube.table} (bucket, {', '.join(cols)}, {', '.join(_FIGS)}) "
-                   f"SELECT {b}, {dims}, {_RAW_SUMS} {_FROM} WHERE u.time >= ? AND u.time < ? "
+                   f"SELECT {b}, {dims}, {self._raw_sums} {_FROM} WHERE u.time >= ? AND u.time < ? "
                    f"GROUP BY {b}, {dims} ON CONFLICT (bucket, {', '.join(cols)}) DO UPDATE SET {upd}", [lo, hi])
 
     async def filled_to(self) -> float | None:
@@ -306,7 +312,7 @@ class SqlAnalytics:
         if p.cube is None:
             where, args = ["u.time >= ?", "u.time < ?"], list[Any]([p.lo, p.hi])
             col = _RAW_COL[group] if group else None
-            fcol, t, sums, src = _RAW_FILTER, ("0" if bucket is None else _bucket_expr(d, "u.time", bucket)), _RAW_SUMS, _FROM
+            fcol, t, sums, src = _RAW_FILTER, ("0" if bucket is None else _bucket_expr(d, "u.time", bucket)), self._raw_sums, _FROM
         else:
             where, args = ["bucket >= ?", "bucket < ?"], [p.lo, p.hi]
             col = _CUBE_COL[group] if group else None

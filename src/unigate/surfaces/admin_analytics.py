@@ -106,7 +106,7 @@ class AnalyticsSurface:
             try:
                 store = await self.store()
                 t0 = time.perf_counter()
-                steps = await store.fill()
+                steps = await store.fill(max_hours=6)
                 redone = await store.reconcile(None if full else time.time() - RECONCILE_DAYS * DAY)
                 if steps > 24 or redone:
                     log.info("analytics: rolled up %d hours, redid %d days with late rows in %.1f s", steps,
