@@ -301,14 +301,15 @@ def insert_cost(rows: int) -> None:
                   "usage (served_model, time)": "CREATE INDEX bench_ix ON usage (served_model, time)"}
     now = time.time()
     print(f"\n### Ledger insert cost per index (SqlLedger.write, {rows:,} rows present, 20,000 written in batches of 512)\n")
-    print("| index | rows/s (median of 3) |\n|---|---|")
+    print("| index | rows/s (median of 5) | each round |\n|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
         base = os.path.join(d, "base.db")
         seed_sqlite(base, rows, now)
-        for name, ddl in candidates.items():
-            rates = []
-            for trial in range(3):
-                path = os.path.join(d, f"t{trial}.db")
+        rates: dict[str, list[float]] = {name: [] for name in candidates}
+        # trials interleaved (every candidate once per round): the machine's load drifts
+        for trial in range(5):
+            for name, ddl in candidates.items():
+                path = os.path.join(d, "trial.db")
                 conn = sqlite3.connect(base)
                 dst = sqlite3.connect(path)
                 conn.backup(dst)
@@ -332,9 +333,12 @@ def insert_cost(rows: int) -> None:
                     finally:
                         await st.close()
 
-                rates.append(asyncio.run(write()))
-                os.remove(path)
-            print(f"| {name} | {statistics.median(rates):,.0f} |")
+                rates[name].append(asyncio.run(write()))
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(path + suffix):
+                        os.remove(path + suffix)
+        for name, r in rates.items():
+            print(f"| {name} | {statistics.median(r):,.0f} | {', '.join(f'{x:,.0f}' for x in r)} |")
 
 
 def main() -> None:

@@ -219,23 +219,33 @@ async def test_request_log_pages_are_exact(state: State) -> None:
                 return out
         raise AssertionError("paging did not end")
 
-    got = await walk(7)
-    assert [x["request_id"] for x in got] == [r.request_id for r in want]
-    by_id = {r.request_id: r for r in want}
-    for x in got[:40]:
-        r = by_id[x["request_id"]]
-        every = [a for a in rows if a.request_id == r.request_id]
-        assert x["attempts"] == len(every) and x["served_model"] == r.served_model and x["model"] == r.requested_model
-        assert x["status"] == ("error" if r.status >= 400 else "ok") and x["http_status"] == r.status
-        assert x["input_tokens"] == sum(a.input_tokens for a in every) and x["time"] == r.time
-        assert x["latency_ms"] == round(r.latency_ms, 3) and x["key_id"] == r.key_id and x["stream"] == r.stream
-    errors = await walk(5, status="error", filters={"model": "smart", "key": "key_2"})
-    assert [x["request_id"] for x in errors] == [
-        r.request_id for r in want if r.status >= 400 and r.requested_model == "smart" and r.key_id == "key_2"]
-    assert errors
-    oks = await walk(50, status="ok", filters={"provider": "openai", "team": "team_0"})
-    assert [x["request_id"] for x in oks] == [
-        r.request_id for r in want if r.status < 400 and r.provider == "openai" and r.team == "team_0"]
+    for filled in (False, True):
+        if filled:  # two days rolled up: the filtered pages are guided by the cubes, the third day is raw
+            await an.fill(now=T0 + 2 * DAY + 15 * 60)
+        got = await walk(7)
+        assert [x["request_id"] for x in got] == [r.request_id for r in want]
+        by_id = {r.request_id: r for r in want}
+        for x in got[:40]:
+            r = by_id[x["request_id"]]
+            every = [a for a in rows if a.request_id == r.request_id]
+            assert x["attempts"] == len(every) and x["served_model"] == r.served_model and x["model"] == r.requested_model
+            assert x["status"] == ("error" if r.status >= 400 else "ok") and x["http_status"] == r.status
+            assert x["input_tokens"] == sum(a.input_tokens for a in every) and x["time"] == r.time
+            assert x["latency_ms"] == round(r.latency_ms, 3) and x["key_id"] == r.key_id and x["stream"] == r.stream
+        errors = await walk(5, status="error", filters={"model": "smart", "key": "key_2"})
+        assert [x["request_id"] for x in errors] == [
+            r.request_id for r in want if r.status >= 400 and r.requested_model == "smart" and r.key_id == "key_2"]
+        assert errors
+        oks = await walk(50, status="ok", filters={"provider": "openai", "team": "team_0"})
+        assert [x["request_id"] for x in oks] == [
+            r.request_id for r in want if r.status < 400 and r.provider == "openai" and r.team == "team_0"]
+        # one dimension (an hour cube guides), and status alone
+        one_key = await walk(3, filters={"key": "key_3"})
+        assert [x["request_id"] for x in one_key] == [r.request_id for r in want if r.key_id == "key_3"]
+        failed = await walk(4, status="error", filters={"deployment": "anthropic/claude-sonnet-4-5"})
+        assert [x["request_id"] for x in failed] == [
+            r.request_id for r in want if r.status >= 400 and r.deployment == "anthropic/claude-sonnet-4-5"]
+        assert [x["request_id"] for x in await walk(9, status="error")] == [r.request_id for r in want if r.status >= 400]
     # one page holding everything has no next page
     page = await an.requests(T0, T0 + 3 * DAY, {}, None, 500, None)
     assert page["next_cursor"] is None and len(page["data"]) == len(want)

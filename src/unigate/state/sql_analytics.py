@@ -76,6 +76,8 @@ CUBES: tuple[Cube, ...] = (
     Cube("an_hour_route", HOUR, _ROUTE),
     Cube("an_hour_principal", HOUR, _PRINCIPAL),
 )
+#: the request log's guides, finest first
+_LOG_CUBES = (CUBES[3], CUBES[4], CUBES[2])
 _SUMS = ("requests", "attempts", "errors", "input_tokens", "output_tokens", "cost_usd")
 _HIST = tuple(f"l{i}" for i in range(NB)) + tuple(f"t{i}" for i in range(NB))
 _FIGS = _SUMS + _HIST
@@ -384,7 +386,11 @@ class SqlAnalytics:
 
     async def requests(self, start: float, end: float, filters: Filters, status: str | None, limit: int,
                        cursor: str | None) -> dict[str, Any]:
-        where, args = [_LAST, "u.time >= ?", "u.time < ?"], list[Any]([start, end])
+        """One page of the request log. Unfiltered, the newest rows of the time index are the page.
+        Filtered, the matches may be sparse (a key with a few calls a day: the page would be a scan
+        of the month), so the cubes say which hours (or days) hold matches and only those are read,
+        newest first, until the page is full; the part above the watermark is read as it is."""
+        where, args = [_LAST], list[Any]()
         for name, value in filters.items():
             where.append(f"{_RAW_FILTER[name]} = ?")
             args.append(value)
@@ -397,15 +403,44 @@ class SqlAnalytics:
             # `time <= t` first: a bound the time index can seek to, whatever page this is
             where.append("u.time <= ? AND (u.time < ? OR u.request_id < ?)")
             args += [t, t, rid]
-        args.append(limit + 1)
-        rows = await self._db.fetch(Sql(f"SELECT {_ROW_COLS} {_FROM} WHERE {' AND '.join(where)} "
-                                        "ORDER BY u.time DESC, u.request_id DESC LIMIT ?", args))
+            end = min(end, math.nextafter(t, math.inf))
+        rows: list[Row] = []
+        for lo, hi in await self._log_ranges(start, end, filters, status):
+            got = await self._db.fetch(Sql(f"SELECT {_ROW_COLS} {_FROM} WHERE u.time >= ? AND u.time < ? AND "
+                                           f"{' AND '.join(where)} ORDER BY u.time DESC, u.request_id DESC LIMIT ?",
+                                           [lo, hi, *args, limit + 1 - len(rows)]))
+            rows += got
+            if len(rows) > limit:
+                break
         more = len(rows) > limit
         rows = rows[:limit]
         sums = await self._request_sums([str(r[0]) for r in rows if int(r[11]) > 1])
         data = [request_row(r, sums.get(str(r[0]))) for r in rows]
         last = rows[-1] if more and rows else None
         return {"data": data, "next_cursor": None if last is None else encode_cursor(float(last[1]), str(last[0]))}
+
+    async def _log_ranges(self, start: float, end: float, filters: Filters, status: str | None) -> list[tuple[float, float]]:
+        """The parts of [start, end) to read, newest first: all of it unfiltered; filtered, the
+        part above the watermark, then each cube bucket below it that counts a match."""
+        mark = await self.filled_to() if filters or status else None
+        cube = next((c for c in _LOG_CUBES if set(filters) <= set(c.dims)), None)
+        if mark is None or cube is None or mark <= start:
+            return [(start, end)]
+        out = [(mark, end)] if mark < end else []
+        count = {"error": "errors", "ok": "requests - errors"}.get(status or "", "requests")
+        where, args = ["bucket >= ?", "bucket < ?"], list[Any]([_floor(start, cube.grain), min(mark, end)])
+        for name, value in filters.items():
+            where.append(f"{_CUBE_COL[name]} = ?")
+            args.append(value)
+        found = await self._db.fetch(Sql(f"SELECT bucket FROM {cube.table} WHERE {' AND '.join(where)} GROUP BY bucket "
+                                         f"HAVING sum({count}) > 0 ORDER BY bucket DESC", args))
+        for (b,) in found:
+            lo, hi = max(float(b), start), min(float(b) + cube.grain, end, mark)
+            if out and out[-1][0] == hi:
+                out[-1] = (lo, out[-1][1])  # adjacent buckets: one read
+            elif lo < hi:
+                out.append((lo, hi))
+        return out
 
     async def _request_sums(self, rids: list[str]) -> dict[str, tuple[int, int, float | None]]:
         if not rids:
