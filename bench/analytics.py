@@ -244,10 +244,11 @@ async def run_bench(gw: Gateway, now: float, runs: int, wait_fill: float, filled
         out["overview_during_fill_ms"] = await page(pages()["overview"])
         # (2) the cold fill
         t0 = time.monotonic()
-        while time.monotonic() - t0 < wait_fill and not filled():
+        # (a thread: filled() reads the database with a loop of its own for PostgreSQL)
+        while time.monotonic() - t0 < wait_fill and not await asyncio.to_thread(filled):
             await asyncio.sleep(0.5)
         out["fill_wait_s"] = time.monotonic() - t0
-        out["filled"] = filled()
+        out["filled"] = await asyncio.to_thread(filled)
         # (3) each endpoint, then each page
         endpoints = {
             "summary, 24 h": q("summary"),
@@ -266,6 +267,8 @@ async def run_bench(gw: Gateway, now: float, runs: int, wait_fill: float, filled
             "requests, 30 d, one key": q("requests", key=key, **month),
             "requests, 30 d, errors of one model": q("requests", status="error", model="model-7", **month),
             "requests, 30 d, a rare key (tail)": q("requests", key="key_199", **month),
+            "requests, 30 d, errors of a rare key": q("requests", key="key_199", status="error", **month),
+            "requests, 30 d, one key and one model": q("requests", key="key_050", model="model-3", **month),
             "requests, page 5 via cursors": "",
             "request detail": q(f"requests/{rid}"),
         }

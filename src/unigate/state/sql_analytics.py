@@ -88,6 +88,13 @@ Sums = list[float]
 #: a call is numbered one after the other, pipeline.py)
 _LAST = "n.request_id IS NULL"
 _FROM = "FROM usage u LEFT JOIN usage n ON n.request_id = u.request_id AND n.attempt = u.attempt + 1"
+#: PostgreSQL plans that join as a hash join over the whole ledger (for a day of rows: 0.60 s,
+#: against 0.36 s); LATERAL ... LIMIT 1 makes it a primary-key lookup per row, which wins up to
+#: about two days of rows (7 days: 2.0 s against 1.2 s). SQLite always looks up (no LATERAL)
+_FROM_LOOKUP = ("FROM usage u LEFT JOIN LATERAL (SELECT n.request_id FROM usage n WHERE n.request_id = u.request_id "
+                "AND n.attempt = u.attempt + 1 LIMIT 1) n ON true")
+#: the longest range read with per-row lookups on PostgreSQL
+LOOKUP_SPAN = 2 * DAY
 _FAILED = "(u.status >= 400 OR u.error_code IS NOT NULL)"
 
 
@@ -211,6 +218,9 @@ class SqlAnalytics:
         self._raw_bucket = {size: _bucket_expr(db.dialect, "u.time", size) for size in (60.0, HOUR, DAY)}
         self._raw_sums = _raw_sums(db.dialect)
 
+    def _from(self, span: float) -> str:
+        return _FROM_LOOKUP if self._db.dialect == "postgres" and span <= LOOKUP_SPAN else _FROM
+
     # -- the rollups ---------------------------------------------------------------------
 
     def _fill_sqls(self, lo: float, hi: float) -> list[Sql]:
@@ -229,7 +239,7 @@ class SqlAnalytics:
             out = [Sql(f"CREATE TEMP TABLE an_stage ({types}) ON COMMIT DROP")]
         else:
             out = [Sql(f"CREATE TEMP TABLE IF NOT EXISTS an_stage ({types})"), Sql("DELETE FROM an_stage")]
-        out.append(Sql(f"INSERT INTO an_stage SELECT {hb}, {raw_dims}, {self._raw_sums} {_FROM} "
+        out.append(Sql(f"INSERT INTO an_stage SELECT {hb}, {raw_dims}, {self._raw_sums} {self._from(hi - lo)} "
                        f"WHERE u.time >= ? AND u.time < ? GROUP BY {hb}, {raw_dims}", [lo, hi]))
         for cube in CUBES:
             cols = ", ".join(_CUBE_COL[d] for d in cube.dims)
@@ -336,7 +346,7 @@ class SqlAnalytics:
         if p.cube is None:
             where, args = ["u.time >= ?", "u.time < ?"], list[Any]([p.lo, p.hi])
             col = _RAW_COL[group] if group else None
-            fcol, t, sums, src = _RAW_FILTER, ("0" if bucket is None else _bucket_expr(d, "u.time", bucket)), self._raw_sums, _FROM
+            fcol, t, sums, src = _RAW_FILTER, ("0" if bucket is None else _bucket_expr(d, "u.time", bucket)), self._raw_sums, self._from(p.hi - p.lo)
         else:
             where, args = ["bucket >= ?", "bucket < ?"], [p.lo, p.hi]
             col = _CUBE_COL[group] if group else None
@@ -406,7 +416,7 @@ class SqlAnalytics:
             end = min(end, math.nextafter(t, math.inf))
         rows: list[Row] = []
         for lo, hi in await self._log_ranges(start, end, filters, status):
-            got = await self._db.fetch(Sql(f"SELECT {_ROW_COLS} {_FROM} WHERE u.time >= ? AND u.time < ? AND "
+            got = await self._db.fetch(Sql(f"SELECT {_ROW_COLS} {self._from(0.0)} WHERE u.time >= ? AND u.time < ? AND "
                                            f"{' AND '.join(where)} ORDER BY u.time DESC, u.request_id DESC LIMIT ?",
                                            [lo, hi, *args, limit + 1 - len(rows)]))
             rows += got
