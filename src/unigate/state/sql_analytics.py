@@ -416,7 +416,9 @@ class SqlAnalytics:
             end = min(end, math.nextafter(t, math.inf))
         rows: list[Row] = []
         for lo, hi in await self._log_ranges(start, end, filters, status):
-            got = await self._db.fetch(Sql(f"SELECT {_ROW_COLS} {self._from(0.0)} WHERE u.time >= ? AND u.time < ? AND "
+            # the plain join: with ORDER BY ... LIMIT PostgreSQL walks the time index and looks up
+            # per row by itself (the lateral form made it sort the whole range first: 126 ms, not 3)
+            got = await self._db.fetch(Sql(f"SELECT {_ROW_COLS} {_FROM} WHERE u.time >= ? AND u.time < ? AND "
                                            f"{' AND '.join(where)} ORDER BY u.time DESC, u.request_id DESC LIMIT ?",
                                            [lo, hi, *args, limit + 1 - len(rows)]))
             rows += got
