@@ -241,14 +241,21 @@ class SqlAnalytics:
             out = [Sql(f"CREATE TEMP TABLE IF NOT EXISTS an_stage ({types})"), Sql("DELETE FROM an_stage")]
         out.append(Sql(f"INSERT INTO an_stage SELECT {hb}, {raw_dims}, {self._raw_sums} {self._from(hi - lo)} "
                        f"WHERE u.time >= ? AND u.time < ? GROUP BY {hb}, {raw_dims}", [lo, hi]))
-        for cube in CUBES:
+        # the hour cubes first: a day cube with the same dimensions is summed from its hour
+        # cube's few rows (an hour of deployments: ~25) instead of the staging table's (~1,400)
+        by_dims = {c.dims: c for c in CUBES if c.grain == HOUR}
+        for cube in sorted(CUBES, key=lambda c: c.grain):
             cols = ", ".join(_CUBE_COL[d] for d in cube.dims)
             b = "bucket" if cube.grain == HOUR else _bucket_expr(self._db.dialect, "bucket", cube.grain)
             upd = ", ".join(f"{c} = {cube.table}.{c} + excluded.{c}" for c in _FIGS)
-            # WHERE true: SQLite reads an upsert after a bare SELECT ... GROUP BY ambiguously without it
+            source, where, args = "an_stage", "true", list[Any]()
+            finer = by_dims.get(cube.dims)
+            if finer is not None and finer is not cube:
+                source, where, args = finer.table, "bucket >= ? AND bucket < ?", [lo, hi]
+            # a WHERE clause: SQLite reads an upsert after a bare SELECT ... GROUP BY ambiguously
             out.append(Sql(f"INSERT INTO {cube.table} (bucket, {cols}, {', '.join(_FIGS)}) "
-                           f"SELECT {b}, {cols}, {', '.join(f'sum({c})' for c in _FIGS)} FROM an_stage WHERE true "
-                           f"GROUP BY {b}, {cols} ON CONFLICT (bucket, {cols}) DO UPDATE SET {upd}"))
+                           f"SELECT {b}, {cols}, {', '.join(f'sum({c})' for c in _FIGS)} FROM {source} WHERE {where} "
+                           f"GROUP BY {b}, {cols} ON CONFLICT (bucket, {cols}) DO UPDATE SET {upd}", args))
         return out
 
     async def filled_to(self) -> float | None:
