@@ -64,9 +64,10 @@ _V1 = [
 
 # Analytics rollups (state/sql_analytics.py): filled lazily, off the ledger's write path, so a
 # ledger insert costs exactly what it did. Each cube is one table of the same shape: a bucket
-# start (hour or UTC day), its dimensions ('' for none) and the figures' sums with fixed latency
-# (l0..l24) and TTFT (t0..t24) histogram buckets. `analytics_rollup.filled_to`: every row of the
-# ledger with time below it is in every cube (NULL: nothing rolled up yet).
+# start (hour or UTC day), its dimensions ('' for none) and the figures' sums with cumulative
+# latency (l0..l23: last attempts at most each bound, l24: all of them) and TTFT (t0..t24, of the
+# calls that have one) histograms. `analytics_rollup.filled_to`: every row of the ledger with
+# time below it is in every cube (NULL: nothing rolled up yet).
 _CUBE_FIGURES = ("requests {int} NOT NULL, attempts {int} NOT NULL, errors {int} NOT NULL, "
                  "input_tokens {int} NOT NULL, output_tokens {int} NOT NULL, cost_usd {real} NOT NULL, "
                  + ", ".join(f"l{i} {{int}} NOT NULL" for i in range(25)) + ", "

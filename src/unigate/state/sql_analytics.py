@@ -2,9 +2,10 @@
 attempts, on SQLite and PostgreSQL, fast on millions of rows.
 
 Rollups ("cubes", tables an_* of migration _V3) hold, per hour or UTC day and a set of
-dimensions, the sums of the figures and fixed latency/TTFT histogram buckets. They are filled
-lazily, never by the ledger's insert (that is the gateway's hot path): `fill()` rolls up every
-whole hour that ended more than SETTLE seconds ago, an hour per transaction, and moves one
+dimensions, the sums of the figures and cumulative latency/TTFT histograms over fixed bounds.
+They are filled lazily, never by the ledger's insert (that is the gateway's hot path): `fill()`
+rolls up every whole hour that ended more than SETTLE seconds ago, a few hours per transaction
+(never past a UTC day's end), and moves one
 watermark (`analytics_rollup.filled_to`) in the same transaction, serialized by a lock, so
 concurrent fillers (workers, replicas) never roll an hour up twice. A query reads the cubes for
 the buckets wholly below the watermark and the raw rows for the rest (the open hour and the
