@@ -167,6 +167,32 @@ async def test_the_open_hour_and_late_rows(state: State) -> None:
     await check_summaries(an, [*everything, lone], T0 - 3 * DAY, T0 + 3 * DAY)
 
 
+async def test_a_late_attempt_that_makes_a_rolled_up_one_retried(state: State) -> None:
+    rows = make_rows(200)
+    await state.ledger.write(rows)
+    an = SqlAnalytics(state.db)
+    await an.fill(now=NOW)
+    # attempt 1 failed in the last hour of day 1 and was rolled up as the request's last; its
+    # attempt 2 (day 2) arrives late
+    first = UsageRow(T0 + DAY - 10, "flip", endpoint="chat", attempt=1, key_id="key_1", requested_model="fast",
+                     served_model="groq/llama-3.1-8b", deployment="groq/llama-3.1-8b", provider="groq",
+                     latency_ms=20.0, status=503, error_code="upstream_error")
+    await state.ledger.write([first])
+    assert await an.reconcile() == [T0]
+    second = UsageRow(T0 + DAY + 5, "flip", endpoint="chat", attempt=2, key_id="key_1", requested_model="fast",
+                      served_model="openai/gpt-4.1-mini", deployment="openai/gpt-4.1-mini", provider="openai",
+                      input_tokens=7, latency_ms=300.0, status=200)
+    await state.ledger.write([second])
+    everything = [*rows, first, second]
+    # the row count finds day 2's new row, not that day 1's row stopped being a last attempt
+    assert await an.reconcile() == [T0 + DAY]
+    stale = await an.summary(T0, T0 + 3 * DAY, None, {}, 50)
+    assert stale["totals"]["requests"] == expect(everything, T0, T0 + 3 * DAY)["requests"] + 1
+    assert await an.reconcile(last_attempts=True) == [T0]
+    await check_summaries(an, everything, T0, T0 + 3 * DAY)
+    assert await an.reconcile(last_attempts=True) == []
+
+
 async def test_timeseries_buckets(state: State) -> None:
     rows = make_rows(400)
     await state.ledger.write(rows)

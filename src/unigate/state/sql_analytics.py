@@ -13,7 +13,8 @@ edges of its range), so an answer is right whether or not the fill has caught up
 
 A row that arrives after its hour was rolled up (a flush retried after a database outage) is
 found by `reconcile()`: per hour it compares the ledger's row count with the rows the cubes
-counted (`attempts`), and rolls any day that differs up again from the raw rows.
+counted (`attempts`), and rolls any day that differs up again from the raw rows; with
+`last_attempts` it also recounts which rows are their request's last attempt.
 
 A ledger row is one attempt. A request's figures are its last attempt's (the row with no
 attempt number after it); tokens and cost count every attempt. docs/admin-api.md defines each
@@ -294,9 +295,11 @@ class SqlAnalytics:
             steps += 1
         return steps
 
-    async def reconcile(self, since: float | None = None) -> list[float]:
+    async def reconcile(self, since: float | None = None, *, last_attempts: bool = False) -> list[float]:
         """Roll up again each day whose rolled-up hours (from `since`, default all) miss rows of
-        the ledger that arrived after them; the days redone."""
+        the ledger that arrived after them; the days redone. `last_attempts`: also recount which
+        rows are their request's last attempt (a late attempt makes an earlier one, rolled up as
+        the last, a retried one; its hour's row count does not show it): a join, so costlier."""
         mark = await self.filled_to()
         if mark is None:
             return []
@@ -304,12 +307,18 @@ class SqlAnalytics:
         if lo >= mark:
             return []
         hb = self._raw_bucket[HOUR]
-        raw = await self._db.fetch(Sql(f"SELECT {hb}, count(*) FROM usage u WHERE u.time >= ? AND u.time < ? "
-                                       f"GROUP BY {hb}", [lo, mark]))
-        cube = await self._db.fetch(Sql("SELECT bucket, sum(attempts) FROM an_hour_route WHERE bucket >= ? AND "
-                                        "bucket < ? GROUP BY bucket", [lo, mark]))
-        have = {float(r[0]): int(r[1]) for r in cube}
-        days = sorted({_floor(float(r[0]), DAY) for r in raw if have.get(float(r[0]), 0) != int(r[1])})
+        if last_attempts:
+            n = "::int" if self._db.dialect == "postgres" else ""
+            raw_sql = (f"SELECT {hb}, count(*), sum(({_LAST}){n}) {self._from(mark - lo)} WHERE u.time >= ? "
+                       f"AND u.time < ? GROUP BY {hb}")
+        else:
+            raw_sql = f"SELECT {hb}, count(*), 0 FROM usage u WHERE u.time >= ? AND u.time < ? GROUP BY {hb}"
+        raw = await self._db.fetch(Sql(raw_sql, [lo, mark]))
+        cube = await self._db.fetch(Sql("SELECT bucket, sum(attempts), sum(requests) FROM an_hour_route "
+                                        "WHERE bucket >= ? AND bucket < ? GROUP BY bucket", [lo, mark]))
+        have = {float(r[0]): (int(r[1]), int(r[2]) if last_attempts else 0) for r in cube}
+        days = sorted({_floor(float(r[0]), DAY) for r in raw
+                       if have.get(float(r[0]), (0, 0)) != (int(r[1]), int(r[2] or 0))})
         for day in days:
             await self._redo_day(day)
         return days

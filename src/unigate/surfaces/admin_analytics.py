@@ -40,6 +40,7 @@ MAX_POINTS = {"minute": 1440, "hour": 10_000, "day": 400}
 #: the background task: roll up what is due, and look for late rows over the last days, this often
 REFRESH_EVERY = 60.0
 RECONCILE_DAYS = 2
+RECOUNT_EVERY = 10
 _COMMON = {"start", "end", "model", "key", "team", "provider", "deployment"}
 _LOG_FILTERS = ("model", "key", "team", "provider", "deployment")
 
@@ -101,21 +102,24 @@ class AnalyticsSurface:
         # the state opens in the application's own start-up hook, which runs after this one's
         while self.gw.state is None:
             await asyncio.sleep(0.1)
-        full = True
+        rounds = 0
         while True:
             try:
                 store = await self.store()
                 t0 = time.perf_counter()
                 steps = await store.fill(max_hours=6)
-                redone = await store.reconcile(None if full else time.time() - RECONCILE_DAYS * DAY)
+                # all of history at start-up; then the last days, the last attempts recounted
+                # every RECOUNT_EVERY rounds (a join over those days' rows)
+                redone = await store.reconcile(None if rounds == 0 else time.time() - RECONCILE_DAYS * DAY,
+                                               last_attempts=rounds % RECOUNT_EVERY == 0)
                 if steps > 24 or redone:
                     log.info("analytics: rolled up %d hours, redid %d days with late rows in %.1f s", steps,
                              len(redone), time.perf_counter() - t0)
-                full = False
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database restarting: the queries read raw rows meanwhile
                 log.exception("analytics: the rollup refresh failed; retrying in %.0f s", REFRESH_EVERY)
+            rounds += 1
             await asyncio.sleep(REFRESH_EVERY)
 
     async def _admin(self, request: web.Request) -> None:
