@@ -309,16 +309,23 @@ class SqlAnalytics:
         hb = self._raw_bucket[HOUR]
         if last_attempts:
             n = "::int" if self._db.dialect == "postgres" else ""
-            raw_sql = (f"SELECT {hb}, count(*), sum(({_LAST}){n}) {self._from(mark - lo)} WHERE u.time >= ? "
+            raw_sql = (f"SELECT {hb}, count(*), sum(({_LAST}){n}) {self._from(DAY)} WHERE u.time >= ? "
                        f"AND u.time < ? GROUP BY {hb}")
         else:
             raw_sql = f"SELECT {hb}, count(*), 0 FROM usage u WHERE u.time >= ? AND u.time < ? GROUP BY {hb}"
-        raw = await self._db.fetch(Sql(raw_sql, [lo, mark]))
-        cube = await self._db.fetch(Sql("SELECT bucket, sum(attempts), sum(requests) FROM an_hour_route "
-                                        "WHERE bucket >= ? AND bucket < ? GROUP BY bucket", [lo, mark]))
-        have = {float(r[0]): (int(r[1]), int(r[2]) if last_attempts else 0) for r in cube}
-        days = sorted({_floor(float(r[0]), DAY) for r in raw
-                       if have.get(float(r[0]), (0, 0)) != (int(r[1]), int(r[2] or 0))})
+        days: list[float] = []
+        if since is None:  # from the ledger's first row
+            [[first]] = await self._db.fetch(Sql("SELECT min(time) FROM usage"))
+            lo = mark if first is None else max(lo, _floor(float(first), DAY))
+        # a day per query: the analytics' queries share this connection, and must not wait long
+        for a in itertools.takewhile(lambda d: d < mark, itertools.count(lo, DAY)):
+            b = min(a + DAY, mark)
+            raw = await self._db.fetch(Sql(raw_sql, [a, b]))
+            cube = await self._db.fetch(Sql("SELECT bucket, sum(attempts), sum(requests) FROM an_hour_route "
+                                            "WHERE bucket >= ? AND bucket < ? GROUP BY bucket", [a, b]))
+            have = {float(r[0]): (int(r[1]), int(r[2]) if last_attempts else 0) for r in cube}
+            if any(have.get(float(r[0]), (0, 0)) != (int(r[1]), int(r[2] or 0)) for r in raw):
+                days.append(a)
         for day in days:
             await self._redo_day(day)
         return days
