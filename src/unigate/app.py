@@ -24,6 +24,7 @@ from unigate.providers.registry import build_providers
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
 from unigate.surfaces.admin import AdminSurface
+from unigate.surfaces.admin_analytics import AnalyticsSurface
 from unigate.surfaces.anthropic import AnthropicSurface
 from unigate.surfaces.openai import OpenAISurface, expect_handler, fallback_handler, model_object
 from unigate.surfaces.responses import ResponsesSurface
@@ -155,6 +156,7 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
     routes += AnthropicSurface(gw).routes()
     routes += ResponsesSurface(gw).routes()
     routes += AdminSurface(gw).routes()
+    routes += AnalyticsSurface(gw).mount(app)
     app.add_routes(routes)
 
     ready = {"ok": False}
