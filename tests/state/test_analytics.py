@@ -147,9 +147,8 @@ async def test_the_open_hour_and_late_rows(state: State) -> None:
     await check_summaries(an, rows, T0 + 2 * DAY + 4.5 * HOUR, T0 + 2 * DAY + 6 * HOUR)
 
     # rows arriving after their hour was rolled up (a flush retried after an outage)
-    late = make_rows(40, seed=99, start=T0 + DAY + 3 * HOUR, span=HOUR)
-    for r in late:
-        r.request_id = "late-" + r.request_id
+    late = [r._replace(request_id="late-" + r.request_id)
+            for r in make_rows(40, seed=99, start=T0 + DAY + 3 * HOUR, span=HOUR)]
     await state.ledger.write(late)
     everything = rows + late
     # until reconciled the rollup misses them (documented), after it they count, from cube and raw alike
@@ -159,8 +158,7 @@ async def test_the_open_hour_and_late_rows(state: State) -> None:
     await check_summaries(an, everything, T0, T0 + 3 * DAY)
     assert await an.reconcile() == []
     # a late row in an hour that had no rows at all
-    lone = make_rows(1, seed=3, start=T0 + 30, span=1)[0]
-    lone.request_id, lone.time = "lone", T0 - 2 * DAY + 5
+    lone = make_rows(1, seed=3, start=T0 + 30, span=1)[0]._replace(request_id="lone", time=T0 - 2 * DAY + 5)
     await state.ledger.write([lone])
     # (hours before the ledger's first row count as rolled up, empty: a row there is late too)
     assert await an.reconcile(since=T0 - 2 * DAY) == [T0 - 2 * DAY]
