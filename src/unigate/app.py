@@ -26,6 +26,7 @@ from unigate.routing.router import Router
 from unigate.surfaces.admin import AdminSurface
 from unigate.surfaces.anthropic import AnthropicSurface
 from unigate.surfaces.openai import OpenAISurface, expect_handler, fallback_handler, model_object
+from unigate.surfaces.ui import UISurface
 
 log = logging.getLogger("unigate")
 
@@ -153,6 +154,7 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
     routes = surface.routes()
     routes += AnthropicSurface(gw).routes()
     routes += AdminSurface(gw).routes()
+    routes += UISurface().routes()
     app.add_routes(routes)
 
     ready = {"ok": False}
