@@ -97,9 +97,15 @@ export function fmtTime(t) {
   return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
 
-/** A labelled form field: <label>text <input ...></label> keeps label and control together. */
+let fieldIds = 0;
+
+/** A labelled form field; a hint is the control's description, not part of its name. */
 export function field(label, control, hint) {
-  return h("label", { class: "field" }, h("span", null, label), control, hint ? h("small", null, hint) : null);
+  const id = control.id || `f${++fieldIds}`;
+  control.id = id;
+  const help = hint ? h("small", { id: `${id}-hint` }, hint) : null;
+  if (help) control.setAttribute("aria-describedby", help.id);
+  return h("div", { class: "field" }, h("label", { for: id }, label), control, help);
 }
 
 export function select(name, options, current, attrs = {}) {

@@ -69,7 +69,9 @@ export async function render(view, ctx) {
 
 function statusBadge(r) {
   const ok = r.status === "ok";
-  return h("span", { class: `badge ${ok ? "ok" : "bad"}`, title: r.error || null }, ok ? "ok" : (r.error || r.status));
+  const code = r.http_status ? ` ${r.http_status}` : "";
+  return h("span", { class: `badge ${ok ? "ok" : "bad"}`, title: r.error || null },
+    ok ? "ok" : `${r.error || "error"}${code}`);
 }
 
 function logRow(r) {
@@ -86,21 +88,23 @@ function logRow(r) {
 }
 
 async function detail(view, id) {
-  let r;
+  let answer;
   try {
-    r = await api(`/admin/analytics/requests/${encodeURIComponent(id)}`);
+    answer = await api(`/admin/analytics/requests/${encodeURIComponent(id)}`);
   } catch (e) {
     view.append(pageHeader("Request"), errorBox(e), h("p", null, h("a", { href: href("requests") }, "Back to the log")));
     return;
   }
-  const attempts = r.attempts_detail || (Array.isArray(r.attempts) ? r.attempts : []);
+  // {request_id, request: <the log's row>, attempts: [...]}: each attempt in order
+  const r = answer.request;
+  const attempts = answer.attempts || [];
   const facts = [
     ["Request id", h("span", { class: "mono" }, r.request_id)],
     ["Time", fmtTime(r.ts)],
     ["Status", statusBadge(r)],
     ["Model", r.model], ["Served model", r.served_model], ["Provider", r.provider], ["Deployment", r.deployment],
     ["Key", r.key_id ?? "master key"], ["Team", r.team ?? "–"],
-    ["Attempts", String(attempts.length || r.attempts || 1)],
+    ["Attempts", String(attempts.length || r.attempts || 1)], ["Endpoint", r.endpoint],
     ["Latency", fmtMs(r.latency_ms)], ["Time to first token", fmtMs(r.ttft_ms)],
     ["Tokens in / out", `${fmtInt(r.input_tokens)} / ${fmtInt(r.output_tokens)}`],
     ["Cost", fmtUsd(r.cost_usd)], ["Streamed", r.stream ? "yes" : "no"],
