@@ -136,7 +136,8 @@ async def dashboard() -> AsyncIterator[Dashboard]:
     need_browser()
     fake = FakeOpenAI()
     await fake.start()
-    env = {"UNIGATE_LOCAL": os.environ.get("UNIGATE_TEST_DASHBOARD_LOCAL", "off"), "UNIGATE_MASTER_KEY": MASTER,
+    # the embedded model is served (it loads on first use: only the test that chats with it pays)
+    env = {"UNIGATE_LOCAL": "on", "UNIGATE_MASTER_KEY": MASTER,
            "UNIGATE_DATA_DIR": tempfile.mkdtemp(prefix="unigate-dashboard-"),
            "OPENAI_API_KEY": "sk-upstream-dashboard", "OPENAI_BASE_URL": fake.url + "/v1"}
     cfg = _apply_env(parse_config({}, where="<test>", env=env), env)

@@ -149,7 +149,7 @@ async def test_create_team_and_audit_log(dashboard: Dashboard, page: Any) -> Non
     assert audit["data"][0]["action"] in await rows.first.inner_text()
     await page.get_by_label("Target").fill("research")
     await page.get_by_role("button", name="Filter").click()
-    await page.wait_for_function("location.hash.includes('target=research')")
+    await page.wait_for_function("() => location.hash.includes('target=research')")
     await page.get_by_role("row").filter(has_text="team.create").wait_for()
     assert await rows.count() == 1
     await shot(page, "audit")

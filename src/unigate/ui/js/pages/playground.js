@@ -53,7 +53,7 @@ export async function render(view) {
     const said = h("div", { class: "said", "data-testid": "answer" });
     transcript.append(h("div", { class: "turn assistant streaming" }, h("div", { class: "who" }, "assistant"), said));
     mount(status);
-    mount(stats, "Waiting for the first token…");
+    mount(stats, "Waiting for the answer…");
     send.disabled = true;
     stop.disabled = false;
     controller = new AbortController();
@@ -89,12 +89,13 @@ async function stream(body, out, stats, signal) {
   const rid = resp.headers.get("x-request-id");
   let ttft = null;
   let usage = null;
-  let served = null;
+  // the deployment that answered, as the gateway names it (provider/model)
+  let served = resp.headers.get("x-unigate-model");
   for await (const data of sseData(resp.body)) {
     if (data === "[DONE]") break;
     const chunk = JSON.parse(data);
     if (chunk.error) throw new Error(chunk.error.message || "The stream ended with an error.");
-    served = chunk.model || served;
+    if (!served && chunk.model) served = chunk.model;
     if (chunk.usage) usage = chunk.usage;
     for (const choice of chunk.choices || []) {
       const piece = choice.delta && choice.delta.content;
