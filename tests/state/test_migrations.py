@@ -40,6 +40,6 @@ async def test_sqlite_file_is_wal(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "w.db")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(n,) for n in range(1, len(STEPS) + 1)]
     finally:
         conn.close()
