@@ -28,7 +28,8 @@ from aiohttp import web
 from tests.conftest import IN_CI
 from tests.fakes.openai import FakeOpenAI
 from unigate.app import GATEWAY_KEY, create_app
-from unigate.config import _apply_env, parse_config
+from unigate.config import Config, _apply_env, parse_config, state_path
+from unigate.state import open_state
 from unigate.state.records import UsageRow
 
 CHROMIUM = os.environ.get("UNIGATE_CHROMIUM", "/usr/bin/chromium")
@@ -84,14 +85,44 @@ class Dashboard:
                 return r.status, r.headers.get("x-request-id", "")
 
 
-async def seed(d: Dashboard) -> None:
-    """A team, two keys, ~40 real calls (streams, errors, fallbacks) and a day of ledger rows."""
-    status, team = await d.api("POST", "/admin/teams", json={"id": "eng", "name": "Engineering"})
-    assert status == 201, team
-    for name, team_id in (("alice", "eng"), ("bob", None)):
-        status, key = await d.api("POST", "/admin/keys", json={"name": name, "team": team_id})
-        assert status == 201, key
-        d.keys[name] = key
+async def seed_history(cfg: Config, env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Before the gateway starts, as a gateway that has run for a day would find its state: a
+    team, two keys and a day of ledger rows. (Written first, so the analytics rollups take them
+    in as they would any old hours.)"""
+    state = await open_state(state_path(cfg, env), None, None)
+    try:
+        await state.keys.create_team({"name": "Engineering"}, actor="master", team_id="eng")
+        keys = {}
+        for name, team_id in (("alice", "eng"), ("bob", None)):
+            key, secret = await state.keys.create_key({"name": name, "team": team_id}, actor="master")
+            keys[name] = {"id": key.id, "key": secret}
+        rnd = random.Random(14)
+        now = time.time()
+        key_ids = [keys["alice"]["id"], keys["bob"]["id"], None]
+        rows = []
+        for i in range(SEEDED_ROWS):
+            model, _, price = SEED_MODELS[i % 3]
+            key_id = key_ids[rnd.randrange(3)]
+            failed = rnd.random() < 0.05
+            inp, out = rnd.randint(50, 3000), rnd.randint(10, 800)
+            # more traffic in the last hours, so the charts have a shape
+            age = 120 + (86400 - 3600) * rnd.random() ** 1.7
+            rows.append(UsageRow(time=now - age, request_id=f"req_seed_{i:04d}", endpoint="chat", key_id=key_id,
+                                 team="eng" if key_id == key_ids[0] else None, requested_model=model,
+                                 served_model=model, deployment=model, provider=model.split("/")[0],
+                                 input_tokens=0 if failed else inp, output_tokens=0 if failed else out,
+                                 cost_usd=None if failed else round((inp + 4 * out) * price / 1000, 6),
+                                 latency_ms=rnd.lognormvariate(6.2, 0.5), ttft_ms=rnd.lognormvariate(5.3, 0.4),
+                                 status=500 if failed else 200, error_code="upstream_error" if failed else None,
+                                 stream=i % 2 == 0))
+        assert await state.ledger.write(rows) == SEEDED_ROWS
+        return keys
+    finally:
+        await state.close()
+
+
+async def seed_calls(d: Dashboard) -> None:
+    """Real calls through the gateway: three callers, two models, streams, errors, fallbacks."""
     alice, bob = d.keys["alice"]["key"], d.keys["bob"]["key"]
     calls = []
     for i in range(30):
@@ -105,30 +136,7 @@ async def seed(d: Dashboard) -> None:
         status, rid = await d.chat(bob, "openai/error-503", fallbacks=["openai/gpt-4o-mini"])
         assert status == 200
         d.fallbacks.append(rid)
-
-    gw = d.app[GATEWAY_KEY]
-    assert gw.state is not None
-    rnd = random.Random(14)
-    now = time.time()
-    key_ids = [d.keys["alice"]["id"], d.keys["bob"]["id"], None]
-    rows = []
-    for i in range(SEEDED_ROWS):
-        model, served, price = SEED_MODELS[i % 3]
-        key_id = key_ids[rnd.randrange(3)]
-        failed = rnd.random() < 0.05
-        inp, out = rnd.randint(50, 3000), rnd.randint(10, 800)
-        # more traffic in the last hours, so the charts have a shape
-        age = 60 + (86400 - 3600) * rnd.random() ** 1.7
-        rows.append(UsageRow(time=now - age, request_id=f"req_seed_{i:04d}", endpoint="chat", key_id=key_id,
-                             team="eng" if key_id == key_ids[0] else None, requested_model=model,
-                             served_model=model, deployment=model, provider=model.split("/")[0],
-                             input_tokens=0 if failed else inp, output_tokens=0 if failed else out,
-                             cost_usd=None if failed else round((inp + 4 * out) * price / 1000, 6),
-                             latency_ms=rnd.lognormvariate(6.2, 0.5), ttft_ms=rnd.lognormvariate(5.3, 0.4),
-                             status=500 if failed else 200, error_code="upstream_error" if failed else None,
-                             stream=i % 2 == 0))
-    await gw.state.ledger.write(rows)
-    await gw.ledger.flush()
+    await d.app[GATEWAY_KEY].ledger.flush()
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -141,15 +149,16 @@ async def dashboard() -> AsyncIterator[Dashboard]:
            "UNIGATE_DATA_DIR": tempfile.mkdtemp(prefix="unigate-dashboard-"),
            "OPENAI_API_KEY": "sk-upstream-dashboard", "OPENAI_BASE_URL": fake.url + "/v1"}
     cfg = _apply_env(parse_config({}, where="<test>", env=env), env)
+    keys = await seed_history(cfg, env)
     app = create_app(cfg, env)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    d = Dashboard(f"http://127.0.0.1:{port}", fake, app)
+    d = Dashboard(f"http://127.0.0.1:{port}", fake, app, keys)
     try:
-        await seed(d)
+        await seed_calls(d)
         yield d
     finally:
         await runner.cleanup()

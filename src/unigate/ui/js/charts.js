@@ -40,8 +40,10 @@ export function timeChart(title, xs, series, fmt, { height = 190, testid } = {})
     scales: { x: { time: true } },
     axes: [
       { stroke: "#6b7280", grid: { stroke: "#e5e7eb" }, ticks: { stroke: "#e5e7eb" } },
-      { stroke: "#6b7280", grid: { stroke: "#e5e7eb" }, ticks: { stroke: "#e5e7eb" }, size: 64,
-        values: (u, vals) => vals.map((v) => fmt(v)) },
+      { stroke: "#6b7280", grid: { stroke: "#e5e7eb" }, ticks: { stroke: "#e5e7eb" },
+        values: (u, vals) => vals.map((v) => fmt(v)),
+        // as wide as its longest label ("$0.000125", "12000 ms"): none is cut at the card's edge
+        size: (u, values) => 18 + 7 * Math.max(3, ...(values || []).map((v) => String(v).length)) },
     ],
     series: [
       { value: (u, v) => (v === null ? "–" : new Date(v * 1000).toISOString().slice(0, 16).replace("T", " ")) },
