@@ -4,6 +4,7 @@ request's attempts, and the overview on a phone."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import SEEDED_ROWS, Dashboard, shot, sign_in
@@ -27,13 +28,6 @@ DRAWN = """([testid, rgb]) => {
   return { pixels, rows: rows.size, width, height };
 }"""
 BLUE, GREEN = (37, 99, 235), (5, 150, 105)
-
-
-async def overview_totals(d: Dashboard, page: Any) -> dict[str, Any]:
-    """The API's totals for the range the page asked for (read from the page's own request)."""
-    status, body = await d.api("GET", "/admin/analytics/summary?group_by=model&limit=5")
-    assert status == 200
-    return body
 
 
 async def test_overview_charts_show_the_apis_figures(dashboard: Dashboard, page: Any) -> None:
@@ -109,6 +103,7 @@ async def test_usage_explorer_groups_and_exports_csv(dashboard: Dashboard, page:
     table = page.locator("section.card table")
     await table.wait_for()
     status, api = await dashboard.api("GET", "/admin/analytics/summary?group_by=key&limit=50")
+    assert status == 200
     body = table.locator("tbody tr")
     assert await body.count() == len(api["groups"])
     first = await body.first.inner_text()
@@ -118,7 +113,7 @@ async def test_usage_explorer_groups_and_exports_csv(dashboard: Dashboard, page:
         await page.get_by_role("button", name="Export CSV").click()
     download = await info.value
     assert download.suggested_filename == "usage-key.csv"
-    csv = (await (await download.path()).read_text() if False else open(await download.path()).read())
+    csv = Path(await download.path()).read_text()
     lines = csv.strip().splitlines()
     assert lines[0] == "group,requests,input_tokens,output_tokens,cached_tokens,reasoning_tokens,cost_usd,errors"
     assert any(dashboard.keys["alice"]["id"] in line for line in lines[1:])
@@ -143,7 +138,7 @@ async def test_request_log_pages_and_shows_a_fallback(dashboard: Dashboard, page
     await page.get_by_role("button", name="Filter").click()
     await page.wait_for_function("() => location.hash.includes('status=error')")
     await rows.first.wait_for()
-    assert all("ok" != t.strip() for t in await log.locator("tbody tr td:nth-child(5)").all_inner_texts())
+    assert all(t.strip() != "ok" for t in await log.locator("tbody tr td:nth-child(5)").all_inner_texts())
     assert first_page  # the unfiltered page had rows
 
     # a request that fell back: both attempts, the failed one first

@@ -43,7 +43,7 @@ async def test_ui_routes_and_cache_headers(start_gateway: GatewayFactory) -> Non
         # another version's URL (a tab opened before an upgrade) gets today's file, not to be kept
         async with s.get(gw.url + "/ui/a/0123456789abcdef/js/app.js") as r:
             assert r.status == 200 and r.headers["Cache-Control"] == "no-cache"
-        for missing in ("/ui/a/%s/nope.js" % version.group(1), "/ui/a/%s/../pyproject.toml" % version.group(1)):
+        for missing in (f"/ui/a/{version.group(1)}/nope.js", f"/ui/a/{version.group(1)}/../pyproject.toml"):
             async with s.get(gw.url + missing) as r:
                 assert r.status == 404, missing
         # every file index.html names is served
