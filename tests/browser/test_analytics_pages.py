@@ -127,11 +127,11 @@ async def test_request_log_pages_and_shows_a_fallback(dashboard: Dashboard, page
     await rows.first.wait_for()
     assert await rows.count() == 50
     first_page = await rows.first.inner_text()
+    await shot(page, "requests")
     await page.get_by_role("button", name="Load more").click()
     await page.wait_for_function("() => document.querySelectorAll('[data-testid=request-log] tbody tr').length === 100")
     ids = await log.locator("tbody tr td:nth-child(2)").all_inner_texts()
     assert len(set(ids)) == 100  # keyset paging: no row twice
-    await shot(page, "requests")
 
     # filters go into the URL and the query
     await page.get_by_label("Status").select_option("error")
