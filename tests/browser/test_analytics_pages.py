@@ -31,14 +31,16 @@ BLUE, GREEN = (37, 99, 235), (5, 150, 105)
 
 
 async def test_overview_charts_show_the_apis_figures(dashboard: Dashboard, page: Any) -> None:
-    asked: list[str] = []
-    page.on("request", lambda r: asked.append(r.url) if "/admin/" in r.url else None)
+    answers: list[Any] = []
+    page.on("response", lambda r: answers.append(r) if "/admin/analytics/" in r.url else None)
     await sign_in(page, dashboard, "#/overview")
     tile = page.get_by_test_id("requests")
     await tile.wait_for()
-    # few calls per page: one time series and two summaries (plus the sign-in's key check)
-    overview_calls = [u for u in asked if "/admin/analytics/" in u]
+    # few calls per page, small answers: one time series and two summaries
+    overview_calls = [r.url for r in answers]
     assert len(overview_calls) == 3, overview_calls
+    sizes = [len(await r.body()) for r in answers]
+    assert sum(sizes) < 64_000, sizes
     summary = next(u for u in overview_calls if "group_by=model" in u)
     status, api = await dashboard.api("GET", summary.split(dashboard.url, 1)[1])
     assert status == 200
@@ -91,6 +93,14 @@ async def test_overview_on_a_phone(dashboard: Dashboard, browser: Any) -> None:
         # the navigation is reachable: it scrolls sideways inside the header
         await page.get_by_role("link", name="Playground").scroll_into_view_if_needed()
         await shot(page, "overview-phone", full_page=True)
+        # the wide pages too: their tables scroll inside their cards, the page does not
+        for where, ready in (("#/requests", "[data-testid=request-log] tbody tr"), ("#/playground", "textarea"),
+                             ("#/keys", "tbody tr")):
+            await page.goto(dashboard.ui + where)
+            await page.locator(ready).first.wait_for()
+            width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], (where, width)
+        await shot(page, "keys-phone")
     finally:
         await context.close()
 

@@ -69,8 +69,13 @@ async function render() {
   const { page, arg, query } = route();
   const entry = PAGES.find((p) => p[0] === page);
   for (const a of nav.querySelectorAll("a")) {
-    if (a.dataset.page === page) a.setAttribute("aria-current", "page");
-    else a.removeAttribute("aria-current");
+    if (a.dataset.page === page) {
+      a.setAttribute("aria-current", "page");
+      // on a phone the navigation scrolls sideways: keep the current page's link in sight
+      a.scrollIntoView({ block: "nearest", inline: "nearest" });
+    } else {
+      a.removeAttribute("aria-current");
+    }
   }
   const mine = ++generation;
   if (!entry) {
