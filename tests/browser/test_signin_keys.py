@@ -140,6 +140,14 @@ async def test_create_team_and_audit_log(dashboard: Dashboard, page: Any) -> Non
     await dialog.get_by_role("button", name="Create team").click()
     await dialog.get_by_role("alert").wait_for()
     await dialog.get_by_role("button", name="Cancel").click()
+    await dialog.wait_for(state="detached")
+    # the keyboard: a dialog opens with focus inside it and Escape closes it
+    await page.get_by_role("button", name="New team").focus()
+    await page.keyboard.press("Enter")
+    await dialog.wait_for()
+    assert await page.evaluate("() => document.activeElement.closest('dialog') !== null")
+    await page.keyboard.press("Escape")
+    await dialog.wait_for(state="detached")
 
     await page.get_by_role("link", name="Audit log").click()
     await page.get_by_role("row").filter(has_text="team.create").first.wait_for()
