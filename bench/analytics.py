@@ -167,13 +167,14 @@ async def seed_postgres(url: str, rows: int, now: float) -> float:
 class Gateway:
     def __init__(self, data_dir: str, database_url: str | None) -> None:
         self.port = free_port()
+        self._log = open(os.path.join(data_dir, "gateway.log"), "wb")  # noqa: SIM115 - open while the gateway runs
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
         env.update({"UNIGATE_MASTER_KEY": KEY, "UNIGATE_DATA_DIR": data_dir, "UNIGATE_LOCAL": "off",
                     "PYTHONPATH": str(ROOT / "src")})
         if database_url:
             env["DATABASE_URL"] = database_url
         self.proc = subprocess.Popen([sys.executable, "-m", "unigate", "serve", "--port", str(self.port)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "gateway.log"), "wb"),
+                                     stdout=subprocess.DEVNULL, stderr=self._log,
                                      start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
@@ -195,6 +196,7 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        self._log.close()
 
 
 async def get(session: Any, url: str) -> tuple[float, Any]:
@@ -213,7 +215,7 @@ def q(path: str, **params: Any) -> str:
 async def run_bench(gw: Gateway, now: float, runs: int, wait_fill: float, filled: Any) -> dict[str, Any]:
     import aiohttp
 
-    month = dict(start=int(now - 30 * DAY), end=int(now))
+    month = {"start": int(now - 30 * DAY), "end": int(now)}
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession(gw.url, timeout=aiohttp.ClientTimeout(total=300)) as s:
         log_page = await get(s, q("requests"))
@@ -401,10 +403,10 @@ def main() -> None:
     print(f"- seeding: {seed_s:.1f} s; gateway ready in {start_s:.1f} s")
     print(f"- first overview page during the rollups' cold fill: {res['overview_during_fill_ms']:.0f} ms")
     print(f"- cold fill finished {res['fill_wait_s']:.1f} s after that page (caught up: {res['filled']})\n")
-    print("| endpoint | cold (first call) ms | warm ms (median of %d) |\n|---|---|---|" % args.runs)
+    print(f"| endpoint | cold (first call) ms | warm ms (median of {args.runs}) |\n|---|---|---|")
     for name, (cold, warm) in res["endpoints"].items():
         print(f"| {name} | {cold:.1f} | {warm:.1f} |")
-    print("\n| dashboard page (its requests together) | cold ms | warm ms (median of %d) |\n|---|---|---|" % args.runs)
+    print(f"\n| dashboard page (its requests together) | cold ms | warm ms (median of {args.runs}) |\n|---|---|---|")
     for name, (cold, warm) in res["pages"].items():
         print(f"| {name} | {cold:.1f} | {warm:.1f} |")
 

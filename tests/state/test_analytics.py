@@ -7,6 +7,7 @@ request's attempts."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -294,7 +295,7 @@ def test_plan_covers_the_range_once() -> None:
     lo, hi, mark = T0 + 1000, T0 + 3 * DAY + 5 * HOUR + 100, T0 + 3 * DAY + 3 * HOUR
     pieces = plan(lo, hi, mark, cubes)
     assert pieces[0].lo == lo and pieces[-1].hi == hi
-    assert all(a.hi == b.lo for a, b in zip(pieces, pieces[1:], strict=False))
+    assert all(a.hi == b.lo for a, b in itertools.pairwise(pieces))
     kinds = [(p.cube.table if p.cube else None, p.lo - T0, p.hi - T0) for p in pieces]
     assert kinds == [(None, 1000, 3600), ("an_hour_route", 3600, DAY), ("an_day_route", DAY, 3 * DAY),
                      ("an_hour_route", 3 * DAY, 3 * DAY + 3 * HOUR), (None, 3 * DAY + 3 * HOUR, 3 * DAY + 5 * HOUR + 100)]
@@ -306,4 +307,4 @@ def _iso(t: float) -> str:
 
 
 def _parse(s: str) -> float:
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(s).timestamp()

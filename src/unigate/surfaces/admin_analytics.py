@@ -36,7 +36,7 @@ DEFAULT_RANGE = DAY
 MAX_RANGE = 400 * DAY
 BUCKETS = {"minute": 60.0, "hour": HOUR, "day": DAY}
 #: the most buckets one time series may hold, per bucket size
-MAX_POINTS = {"minute": 2880, "hour": 10_000, "day": 400}
+MAX_POINTS = {"minute": 1440, "hour": 10_000, "day": 400}
 #: the background task: roll up what is due, and look for late rows over the last days, this often
 REFRESH_EVERY = 60.0
 RECONCILE_DAYS = 2
