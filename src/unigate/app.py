@@ -28,6 +28,7 @@ from unigate.surfaces.admin_analytics import AnalyticsSurface
 from unigate.surfaces.anthropic import AnthropicSurface
 from unigate.surfaces.openai import OpenAISurface, expect_handler, fallback_handler, model_object
 from unigate.surfaces.responses import ResponsesSurface
+from unigate.surfaces.ui import UISurface
 
 log = logging.getLogger("unigate")
 
@@ -157,6 +158,7 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
     routes += ResponsesSurface(gw).routes()
     routes += AdminSurface(gw).routes()
     routes += AnalyticsSurface(gw).mount(app)
+    routes += UISurface().routes()
     app.add_routes(routes)
 
     ready = {"ok": False}
