@@ -598,3 +598,15 @@ def test_header_injection_is_refused(client: Http1Client) -> None:
         client.request("GET", "http://127.0.0.1:1/", None, {"X-A": "v\r\nX-Evil: 1"}, T)
     with pytest.raises(UpstreamProtocolError, match="latin-1"):
         client.request("GET", "http://127.0.0.1:1/", None, {"X-A": "\u2603"}, T)
+
+
+async def test_a_provider_host_header_replaces_the_added_one(serve: Callable[..., Awaitable[Server]],
+                                                             client: Http1Client) -> None:
+    """A signed request (Bedrock's SigV4) brings its own Host: sent once, as signed."""
+    srv = await serve({"/": echo})
+    async with client.request("POST", srv.url(), b"{}", {"host": f"127.0.0.1:{srv.port}", "Content-Length": "2"},
+                              T) as resp:
+        assert resp.status == 200  # aiohttp's server refuses a request with two Host headers
+        got = orjson.loads(await resp.read())
+    assert [k.lower() for k in got["headers"]].count("host") == 1
+    assert [k.lower() for k in got["headers"]].count("content-length") == 1

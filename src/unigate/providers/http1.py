@@ -137,7 +137,8 @@ class Http1Client:
     def __init__(self, default_headers: Mapping[str, str], *, keepalive: float = 30.0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self._defaults = dict(default_headers)
-        self._default_names = frozenset(k.lower() for k in default_headers)
+        #: the names a provider's header replaces: the defaults, and the two added per request
+        self._default_names = frozenset({*(k.lower() for k in default_headers), "host", "content-length"})
         self._default_block = "".join(f"{k}: {v}\r\n" for k, v in default_headers.items())
         self.keepalive = keepalive
         self._ssl = ssl_context
@@ -155,20 +156,24 @@ class Http1Client:
 
     def _head(self, method: str, target: str, origin: Origin, body: bytes | None,
               headers: Mapping[str, str]) -> bytes:
-        names = self._default_names
-        if headers and not names.isdisjoint(k.lower() for k in headers):
-            # the provider's headers override a default of the same name (case-insensitively)
+        length = f"Content-Length: {len(body)}\r\n" if body is not None else (
+            "Content-Length: 0\r\n" if method in ("POST", "PUT", "PATCH") else "")
+        host = f"Host: {origin.authority}\r\n"
+        defaults = self._default_block
+        if headers and not self._default_names.isdisjoint(k.lower() for k in headers):
+            # the provider's headers override a default or the Host / Content-Length this would
+            # add (a signed request brings its own Host), case-insensitively
             mine = {k.lower() for k in headers}
             defaults = "".join(f"{k}: {v}\r\n" for k, v in self._defaults.items() if k.lower() not in mine)
-        else:
-            defaults = self._default_block
+            if "host" in mine:
+                host = ""
+            if "content-length" in mine:
+                length = ""
         block = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
         if block.count("\n") != len(headers) or block.count("\r") != len(headers):
             # a header name or value with a line break would inject headers of its own
             raise UpstreamProtocolError("a request header contains a line break")
-        length = f"Content-Length: {len(body)}\r\n" if body is not None else (
-            "Content-Length: 0\r\n" if method in ("POST", "PUT", "PATCH") else "")
-        text = f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n{defaults}{block}{length}\r\n"
+        text = f"{method} {target} HTTP/1.1\r\n{host}{defaults}{block}{length}\r\n"
         try:
             return text.encode("latin-1")
         except UnicodeEncodeError:
