@@ -133,7 +133,7 @@ class ServerConfig(_Strict, frozen=True):
     #: one line per request on the `unigate.access` logger, at info (telemetry/access.py)
     access_log: bool = True
     #: the HTTP client for upstream calls: aiohttp's, or the lean HTTP/1.1 client
-    #: (providers/http1.py: httptools' C parser, its own keep-alive pool; decision 27)
+    #: (providers/http1.py: httptools' C parser, its own keep-alive pool; decision 18)
     upstream_client: Literal["aiohttp", "lean"] = "aiohttp"
 
 
