@@ -610,3 +610,66 @@ async def test_a_provider_host_header_replaces_the_added_one(serve: Callable[...
         got = orjson.loads(await resp.read())
     assert [k.lower() for k in got["headers"]].count("host") == 1
     assert [k.lower() for k in got["headers"]].count("content-length") == 1
+
+
+def test_config_chooses_the_client() -> None:
+    from unigate.config import ConfigError, parse_config
+
+    assert parse_config({}, where="<t>", env={}).server.upstream_client == "aiohttp"
+    assert parse_config({"server": {"upstream_client": "lean"}}, where="<t>", env={}).server.upstream_client == "lean"
+    with pytest.raises(ConfigError, match="upstream_client"):
+        parse_config({"server": {"upstream_client": "curl"}}, where="<t>", env={})
+    assert Transport("lean")._lean is not None and Transport()._lean is None
+
+
+def test_under_uvloop() -> None:
+    """The gateway serves on uvloop (server.py), whose transports are not asyncio.Transport
+    subclasses: the client's whole exchange, reuse, a stream and the stale-connection retry there."""
+    import uvloop
+
+    async def scenario() -> None:
+        async def sse(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for i in range(3):
+                await resp.write(b"data: %d\n\n" % i)
+            await resp.write_eof()
+            return resp
+
+        app = web.Application()
+        app.router.add_post("/", echo)
+        app.router.add_get("/sse", sse)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        raw = RawServer()
+
+        async def idle_timeout(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+            await read_request(r)
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok%d" % n)
+            await w.drain()
+            await read_request(r)
+
+        await raw.start(idle_timeout)
+        c = Http1Client(DEFAULT_HEADERS)
+        try:
+            for i in range(3):
+                async with c.request("POST", f"http://127.0.0.1:{port}/", b"%d" % i, {}, T) as resp:
+                    assert orjson.loads(await resp.read())["body"] == str(i)
+            async with c.request("GET", f"http://127.0.0.1:{port}/sse", None, {}, T) as resp:
+                assert b"".join([p async for p in resp.content.iter_any()]) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+            assert c.opened == 1
+            for want in (b"ok1", b"ok2"):
+                async with c.request("POST", raw.url(), b"x", {}, T) as resp:
+                    assert await resp.read() == want
+            assert raw.connections == 2
+        finally:
+            await c.close()
+            await raw.stop()
+            await runner.cleanup()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert type(runner.get_loop()).__module__.startswith("uvloop")
+        runner.run(scenario())
