@@ -22,6 +22,12 @@ Semantics kept from the aiohttp path (transport.py maps the errors to gateway er
 * pooled connections are reused last-in first-out (the warmest socket, and the idle tail ages
   out), and closed after `keepalive` seconds idle: shorter than most servers' own idle timeouts
   (nginx 75 s, Go 90 s), so the gateway usually closes first.
+* a reused connection that ends (EOF or reset) before any byte of its answer is sent once more
+  on a new connection: the server closed it while idle, racing our write, so it never answered
+  (Go's net/http retries the same case, errServerClosedIdle, whatever the method). A new
+  connection is never retried, nor one on which any byte of the answer arrived.
+* the gateway sends GET, POST and DELETE, never HEAD: the parser is not told of a HEAD's
+  bodiless answer.
 * a body in gzip or deflate (which the gateway never asks for: it sends Accept-Encoding:
   identity) is decoded as aiohttp would; any other Content-Encoding fails the exchange with
   `UnsupportedEncoding`. A decoded body reports no `content_length`, so read_limited bounds
