@@ -194,10 +194,9 @@ class Http1Client:
         idle = self._idle.get(origin)
         if not idle:
             return None
-        oldest = asyncio.get_running_loop().time() - self.keepalive
         while idle:
             conn = idle.pop()
-            if conn.open and conn.idle_since > oldest:
+            if conn.open and conn.idle_since > conn.loop.time() - self.keepalive:
                 return conn
             conn.close()
         return None
@@ -212,7 +211,7 @@ class Http1Client:
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Conn(self, origin), origin.host, origin.port, ssl=ctx,
+                    lambda: _Conn(self, origin, loop), origin.host, origin.port, ssl=ctx,
                     server_hostname=origin.host if ctx is not None else None)
         except TimeoutError:  # an OSError too, but the connect timeout, not a refusal
             raise
@@ -226,7 +225,7 @@ class Http1Client:
         if self._closed:
             conn.close()
             return
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         conn.idle_since = loop.time()
         idle = self._idle.get(conn.origin)
         if idle is None:
@@ -280,11 +279,16 @@ class LeanExchange:
 
     async def __aenter__(self) -> LeanResponse:
         client, origin, t = self._client, self._origin, self._timeouts
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + t.total
+        # The loop comes from the pooled connection: asyncio.get_running_loop() costs a getpid()
+        # system call on Python 3.11 (its fork check), five of them per request before this
         conn = client.take(origin)
         if conn is None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + t.total
             conn = await client.connect(origin, min(t.connect, t.total))
+        else:
+            loop = conn.loop
+            deadline = loop.time() + t.total
         resp = self._resp = LeanResponse(conn, deadline, t.first_byte)
         conn.send(self._head, self._body, resp)
         try:
@@ -311,11 +315,12 @@ class LeanExchange:
 class LeanResponse:
     """An upstream answer: its head, then its body as the pieces the socket delivered."""
 
-    __slots__ = ("_buffered", "_conn", "_deadline", "_decoder", "_eof", "_error", "_first_byte",
+    __slots__ = ("_buffered", "_conn", "_deadline", "_decoder", "_eof", "_error", "_first_byte", "_loop",
                  "_pieces", "_waiter", "content", "content_length", "headers", "status")
 
     def __init__(self, conn: _Conn, deadline: float, first_byte: float) -> None:
         self._conn: _Conn | None = conn
+        self._loop = conn.loop
         self._deadline, self._first_byte = deadline, first_byte
         self.status = 0
         self.headers: CIMultiDictProxy[str] = _NO_HEADERS
@@ -337,7 +342,7 @@ class LeanResponse:
         return ct.partition(";")[0].strip().lower()
 
     async def _until_head(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         try:
             while not self.status:
                 if self._error is not None:
@@ -356,7 +361,7 @@ class LeanResponse:
 
     async def _wait(self) -> None:
         """Until something changes (bytes, the end, an error), at most until the next deadline."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         waiter = self._waiter = loop.create_future()
         timer = loop.call_at(min(loop.time() + self._first_byte, self._deadline), self._expire)
         try:
@@ -377,7 +382,7 @@ class LeanResponse:
             w.set_exception(e)
 
     def _expire(self) -> None:
-        late = asyncio.get_running_loop().time() >= self._deadline
+        late = self._loop.time() >= self._deadline
         what = "the exchange's total time" if late else f"{self._first_byte:g} s without a byte"
         self._fail(TimeoutError(f"the upstream exceeded {what}"))
         self.close()
@@ -434,8 +439,8 @@ class _Conn(asyncio.Protocol):
     """One connection: writes requests, feeds the parser, hands what it parses to the current
     response. The parser's callbacks are this object's on_* methods."""
 
-    def __init__(self, client: Http1Client, origin: Origin) -> None:
-        self.client, self.origin = client, origin
+    def __init__(self, client: Http1Client, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
+        self.client, self.origin, self.loop = client, origin, loop
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.resp: LeanResponse | None = None
