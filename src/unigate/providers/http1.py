@@ -382,6 +382,9 @@ class LeanResponse:
             w.set_exception(e)
 
     def _expire(self) -> None:
+        w = self._waiter
+        if w is None or w.done():
+            return  # the bytes came in the same loop iteration as the deadline: they win
         late = self._loop.time() >= self._deadline
         what = "the exchange's total time" if late else f"{self._first_byte:g} s without a byte"
         self._fail(TimeoutError(f"the upstream exceeded {what}"))
