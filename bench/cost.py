@@ -171,13 +171,14 @@ def main() -> int:
     ap.add_argument("--unigate-group", metavar="STRATEGY",
                     help="serve each model through a two-deployment group with this routing strategy")
     ap.add_argument("--unigate-key", metavar="FIELDS", help="load unigate with a virtual key (as run.py's)")
+    ap.add_argument("--unigate-client", choices=("aiohttp", "lean"), help="unigate's server.upstream_client")
     a = ap.parse_args()
     procs = Procs()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="unigate-cost-") as d:
         work = Path(d)
         work.chmod(0o755)  # nginx workers read the mock bodies from here
-        rig = Rig(procs, work, a.unigate_cmd.split(), a.unigate_group, key_fields(a.unigate_key))
+        rig = Rig(procs, work, a.unigate_cmd.split(), a.unigate_group, key_fields(a.unigate_key), a.unigate_client)
         try:
             rig.start_mocks(50.0, 10.0)
             for tool in a.tool.split(","):

@@ -83,7 +83,7 @@ def measure(peer: str, modes: list[str], a: argparse.Namespace, work: Path) -> d
     from run import key_fields
 
     rig = Rig(procs, work, a.unigate_cmd.split(), getattr(a, "unigate_group", None),
-              key_fields(getattr(a, "unigate_key", None)))
+              key_fields(getattr(a, "unigate_key", None)), getattr(a, "unigate_client", None))
     out: dict[str, dict[tuple[str, str], float]] = {}
     try:
         rig.start_mocks(50.0, 10.0)
@@ -169,6 +169,7 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--unigate-cmd", default=str(HERE.parent / ".venv" / "bin" / "unigate"))
     ap.add_argument("--unigate-key", metavar="FIELDS", help="load unigate with a virtual key (as run.py's)")
+    ap.add_argument("--unigate-client", choices=("aiohttp", "lean"), help="unigate's server.upstream_client")
     a = ap.parse_args()
     sys.path.insert(0, str(HERE))
     modes = a.modes.split(",")

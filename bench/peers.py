@@ -89,8 +89,10 @@ class Rig:
     """The mocks, the request bodies and the peers of one run."""
 
     def __init__(self, procs: Procs, rundir: Path, unigate_cmd: list[str], group_strategy: str | None = None,
-                 key_fields: dict[str, Any] | None = None) -> None:
+                 key_fields: dict[str, Any] | None = None, upstream_client: str | None = None) -> None:
         self.procs = procs
+        #: unigate's `server.upstream_client` ("aiohttp" or "lean"); None: its default
+        self.upstream_client = upstream_client
         self.dir = rundir
         self.unigate_cmd = unigate_cmd
         #: route every model through a two-deployment group with this strategy (breakers on):
@@ -155,7 +157,10 @@ class Rig:
 
     # -------------------------------------------------------------------- peers
     def _unigate_config(self) -> Path:
-        lines = ["server:", "  log_level: warning", "local:", "  enabled: false", "providers:"]
+        lines = ["server:", "  log_level: warning"]
+        if self.upstream_client:
+            lines.append(f"  upstream_client: {self.upstream_client}")
+        lines += ["local:", "  enabled: false", "providers:"]
         for name in UPSTREAMS:
             port = self.fast_port if name.startswith("fast") else self.slow_port
             base = f"http://127.0.0.1:{port}{'/stream' if name.endswith('stream') else ''}/v1"

@@ -16,6 +16,9 @@ from unigate.app import create_app
 from unigate.config import Config, parse_config
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: run every in-process gateway with this upstream client ("aiohttp" or "lean"), whatever its
+#: config says: the integration suites run once per client
+UPSTREAM_CLIENT = os.environ.get("UNIGATE_TEST_UPSTREAM_CLIENT", "")
 # the state layer's SQLite file (virtual keys) of every gateway a test starts, in process or not:
 # never the user's own data directory
 os.environ.setdefault("UNIGATE_DATA_DIR", tempfile.mkdtemp(prefix="unigate-tests-"))
@@ -67,6 +70,10 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
         from unigate.config import _apply_env
 
         cfg = _apply_env(cfg, env)
+        if UPSTREAM_CLIENT:
+            import msgspec
+
+            cfg = msgspec.structs.replace(cfg, server=msgspec.structs.replace(cfg.server, upstream_client=UPSTREAM_CLIENT))
         app = create_app(cfg, env)
         from unigate.telemetry import access
 

@@ -45,7 +45,7 @@ def build_gateway(cfg: Config, env: Mapping[str, str] | None = None) -> Gateway:
 
         extra.extend(local_deployments(cfg))
     router = Router(cfg, providers, extra)
-    return Gateway(cfg=cfg, router=router, transport=Transport(), ledger=Ledger(), auth=Authenticator(cfg.server.master_key))
+    return Gateway(cfg=cfg, router=router, transport=Transport(cfg.server.upstream_client), ledger=Ledger(), auth=Authenticator(cfg.server.master_key))
 
 
 def register_secrets(cfg: Config, providers: Iterable[Provider]) -> None:

@@ -132,6 +132,9 @@ class ServerConfig(_Strict, frozen=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: one line per request on the `unigate.access` logger, at info (telemetry/access.py)
     access_log: bool = True
+    #: the HTTP client for upstream calls: aiohttp's, or the lean HTTP/1.1 client
+    #: (providers/http1.py: httptools' C parser, its own keep-alive pool; decision 19)
+    upstream_client: Literal["aiohttp", "lean"] = "aiohttp"
 
 
 STRATEGIES = ("weighted", "round-robin", "least-busy", "lowest-latency", "lowest-cost", "usage")

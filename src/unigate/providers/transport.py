@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 from functools import lru_cache
 from types import TracebackType
 from typing import Any
@@ -16,6 +17,7 @@ from unigate import __version__
 from unigate.config import Timeouts
 from unigate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from unigate.providers.base import UpstreamRequest
+from unigate.providers.http1 import ConnectFailed, Http1Client, UpstreamConnectionError
 from unigate.redact import scrub_secrets
 
 log = logging.getLogger("unigate.transport")
@@ -34,8 +36,12 @@ def _client_timeout(connect: float, first_byte: float, total: float) -> aiohttp.
 
 
 class Transport:
-    def __init__(self) -> None:
+    """`client`: "aiohttp" (its ClientSession) or "lean" (providers/http1.py: an asyncio
+    protocol with httptools' parser and its own keep-alive pool), config `server.upstream_client`."""
+
+    def __init__(self, client: str = "aiohttp") -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._lean: Http1Client | None = Http1Client(DEFAULT_HEADERS) if client == "lean" else None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -51,6 +57,8 @@ class Transport:
         return self._session
 
     async def close(self) -> None:
+        if self._lean is not None:
+            await self._lean.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -61,6 +69,8 @@ class Transport:
         (504) or UpstreamUnavailable (502)."""
         if req.exchange is not None:
             return req.exchange  # an upstream in this process
+        if self._lean is not None:
+            return Exchange(self._lean.request(req.method, str(req.url), req.body, req.headers, timeouts), provider)
         timeout = _client_timeout(timeouts.connect, timeouts.first_byte, timeouts.total)
         return Exchange(self.session.request(req.method, req.url, data=req.body, headers=req.headers, timeout=timeout),
                         provider)
@@ -100,7 +110,7 @@ class Exchange:
         log.warning("%s: upstream transport failure: %s", p, scrub_secrets(f"{type(e).__name__}: {e}"))
         if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
             return UpstreamTimeout(f"{p}: the upstream did not answer in time ({type(e).__name__})", provider=p)
-        if isinstance(e, aiohttp.ClientConnectorError):
+        if isinstance(e, (aiohttp.ClientConnectorError, ConnectFailed)):
             return UpstreamUnavailable(f"{p}: cannot connect to the upstream ({_why(e.os_error)})", provider=p)
         return UpstreamUnavailable(f"{p}: the upstream connection failed ({type(e).__name__})", provider=p)
 
@@ -110,6 +120,8 @@ def _why(e: OSError) -> str:
         return "connection refused"
     if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return "host unreachable"
+    if isinstance(e, socket.gaierror):
+        return "the host name does not resolve"
     if e.errno == errno.ETIMEDOUT:
         return "connect timed out"
     if isinstance(e, OSError) and "resolv" in type(e).__name__.lower() + str(e).lower():
@@ -154,4 +166,5 @@ async def read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 _TRANSPORT_ERRORS = (asyncio.TimeoutError, aiohttp.ServerTimeoutError, aiohttp.ClientConnectorError,
-                     aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+                     aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                     UpstreamConnectionError)
