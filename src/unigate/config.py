@@ -134,7 +134,7 @@ class ServerConfig(_Strict, frozen=True):
     access_log: bool = True
     #: the HTTP client for upstream calls: aiohttp's, or the lean HTTP/1.1 client
     #: (providers/http1.py: httptools' C parser, its own keep-alive pool; decision 19)
-    upstream_client: Literal["aiohttp", "lean"] = "aiohttp"
+    upstream_client: Literal["aiohttp", "lean"] = "lean"
 
 
 STRATEGIES = ("weighted", "round-robin", "least-busy", "lowest-latency", "lowest-cost", "usage")

@@ -77,9 +77,10 @@ def provider_env(base: str | None) -> dict[str, str]:
             "BEDROCK_BASE_URL": root, "UNIGATE_MASTER_KEY": MASTER, "UNIGATE_LOCAL": "off"}
 
 
-async def start_gateway(env: dict[str, str]) -> tuple[web.AppRunner, str]:
+async def start_gateway(env: dict[str, str], client: str) -> tuple[web.AppRunner, str]:
     """What conftest's start_gateway does, but for a module-scoped gateway."""
-    cfg = _apply_env(parse_config(dict(CONFIG), where="<test_faults>", env=env), env)
+    config = {**CONFIG, "server": {**CONFIG["server"], "upstream_client": client}}
+    cfg = _apply_env(parse_config(config, where="<test_faults>", env=env), env)
     runner = web.AppRunner(create_app(cfg, env), access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -96,17 +97,23 @@ async def fake() -> AsyncIterator[FaultyUpstream]:
     await f.stop()
 
 
+#: every fault against both upstream clients: the lean one (the default) and aiohttp's
+@pytest.fixture(scope="module", params=["lean", "aiohttp"])
+def client(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest_asyncio.fixture(scope="module")
-async def gw(fake: FaultyUpstream) -> AsyncIterator[str]:
-    runner, url = await start_gateway(provider_env(fake.url))
+async def gw(fake: FaultyUpstream, client: str) -> AsyncIterator[str]:
+    runner, url = await start_gateway(provider_env(fake.url), client)
     yield url
     await runner.cleanup()
 
 
 @pytest_asyncio.fixture(scope="module")
-async def gw_closed() -> AsyncIterator[str]:
+async def gw_closed(client: str) -> AsyncIterator[str]:
     """Every provider's base URL is a port nobody listens on."""
-    runner, url = await start_gateway(provider_env(None))
+    runner, url = await start_gateway(provider_env(None), client)
     yield url
     await runner.cleanup()
 

@@ -615,11 +615,11 @@ async def test_a_provider_host_header_replaces_the_added_one(serve: Callable[...
 def test_config_chooses_the_client() -> None:
     from unigate.config import ConfigError, parse_config
 
-    assert parse_config({}, where="<t>", env={}).server.upstream_client == "aiohttp"
+    assert parse_config({}, where="<t>", env={}).server.upstream_client == "lean"
     assert parse_config({"server": {"upstream_client": "lean"}}, where="<t>", env={}).server.upstream_client == "lean"
     with pytest.raises(ConfigError, match="upstream_client"):
         parse_config({"server": {"upstream_client": "curl"}}, where="<t>", env={})
-    assert Transport("lean")._lean is not None and Transport()._lean is None
+    assert Transport()._lean is not None and Transport("aiohttp")._lean is None
 
 
 def test_under_uvloop() -> None:

@@ -39,7 +39,7 @@ class Transport:
     """`client`: "aiohttp" (its ClientSession) or "lean" (providers/http1.py: an asyncio
     protocol with httptools' parser and its own keep-alive pool), config `server.upstream_client`."""
 
-    def __init__(self, client: str = "aiohttp") -> None:
+    def __init__(self, client: str = "lean") -> None:
         self._session: aiohttp.ClientSession | None = None
         self._lean: Http1Client | None = Http1Client(DEFAULT_HEADERS) if client == "lean" else None
 
