@@ -118,6 +118,11 @@ class HealthStore(Protocol):
         """The latest time until which `dep_id` is known to be open anywhere; 0.0 when not."""
         ...
 
+    def any_open(self) -> bool:
+        """Whether any opening is known (an expired one may still count: False is what matters,
+        it lets `Breakers.closed` skip the per-deployment checks)."""
+        ...
+
 
 class InProcessHealthStore:
     """Openings shared by the breakers of one process (several `Breakers`, e.g. per worker
@@ -141,6 +146,9 @@ class InProcessHealthStore:
 
     def opened_until(self, dep_id: str) -> float:
         return self._until.get(dep_id, 0.0)
+
+    def any_open(self) -> bool:
+        return bool(self._until)
 
 
 class SnapshotHealthStore:
@@ -168,6 +176,9 @@ class SnapshotHealthStore:
 
     def opened_until(self, dep_id: str) -> float:
         return self._remote.get(dep_id, 0.0)
+
+    def any_open(self) -> bool:
+        return bool(self._remote)
 
     def take_outbox(self) -> dict[str, float | None]:
         out, self._outbox = self._outbox, {}
@@ -201,17 +212,21 @@ class Breakers:
         self._now = now
         self._store = store
         self._by_id: dict[str, _Breaker] = {}
+        #: breakers open or half-open here: while 0 (and the store knows no opening) every
+        #: deployment is available and there is no probe to claim or release (`closed`)
+        self._tripped = 0
 
     # ------------------------------------------------------------------ outcomes
 
     def record_success(self, dep_id: str) -> None:
         now = self._now()
-        b = self._get(dep_id, now)
+        b = self._by_id.get(dep_id) or self._get(dep_id, now)
         b.last_seen = now
-        b.counts.add(now, 1.0, 0.0)
+        b.counts.add_a(now)
         if b.tripped and now >= b.open_until:
             # the half-open probe (or any answer once the cooldown is over) closes it
             b.tripped = False
+            self._tripped -= 1
             b.probe_until = 0.0
             b.closed_at = now
             b.counts.clear()
@@ -247,11 +262,21 @@ class Breakers:
 
     def release(self, dep_id: str) -> None:
         """A half-open deployment `select` chose for its probe was not attempted after all."""
+        if not self._tripped:
+            return  # nothing is half-open: no probe was claimed
         b = self._by_id.get(dep_id)
         if b is not None:
             b.probe_until = 0.0
 
     # ------------------------------------------------------------------ reading
+
+    def closed(self) -> bool:
+        """Every breaker is closed, here and as far as the store knows: `select` would return its
+        input unchanged and claim nothing (the router's cheap path, a few attribute reads)."""
+        if self._tripped:
+            return False
+        store = self._store
+        return store is None or not store.any_open()
 
     def state(self, dep_id: str) -> BreakerStatus:
         now = self._now()
@@ -324,6 +349,8 @@ class Breakers:
     def _open(self, dep_id: str, b: _Breaker, until: float) -> None:
         if b.tripped:
             until = max(until, b.open_until)
+        else:
+            self._tripped += 1
         b.tripped = True
         b.open_until = until
         b.probe_until = 0.0

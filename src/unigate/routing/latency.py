@@ -50,6 +50,9 @@ class LatencyConfig:
             raise ValueError("tau and stale_after are positive durations")
 
 
+_NEVER = -math.inf
+
+
 class PeakEwma:
     """One latency figure, in seconds."""
 
@@ -62,7 +65,7 @@ class PeakEwma:
         self.last_probe = -math.inf
 
     def observe(self, sample: float, now: float, tau: float) -> None:
-        if sample >= self.value or self.last_sample == -math.inf:
+        if sample >= self.value or self.last_sample == _NEVER:
             self.value = sample
         else:
             keep = math.exp(-max(now - self.last_sample, 0.0) / tau)
@@ -98,6 +101,7 @@ class LiveStats:
 
     def __init__(self, config: LatencyConfig | None = None, *, now: Callable[[], float] = time.monotonic) -> None:
         self.config = config or _DEFAULT
+        self._tau = self.config.tau
         self.now = now
         self._by_id: dict[str, LiveFigures] = {}
         #: recent requests and tokens are counted only when a strategy reads them (`usage`):
@@ -119,15 +123,16 @@ class LiveStats:
 
     def finish(self, live: LiveFigures) -> None:
         """That request is over, whatever its outcome (call it in a `finally`)."""
-        live.in_flight = max(live.in_flight - 1, 0)
+        n = live.in_flight
+        live.in_flight = n - 1 if n > 0 else 0
 
     def observe_ttft(self, live: LiveFigures, seconds: float) -> None:
-        live.ttft.observe(seconds, self.now(), self.config.tau)
+        live.ttft.observe(seconds, self.now(), self._tau)
 
     def observe_completion(self, live: LiveFigures, seconds: float, output_tokens: int) -> None:
         """A non-streamed answer of `output_tokens` tokens took `seconds`."""
         if output_tokens > 0:
-            live.per_token.observe(seconds / output_tokens, self.now(), self.config.tau)
+            live.per_token.observe(seconds / output_tokens, self.now(), self._tau)
 
     def record_tokens(self, live: LiveFigures, tokens: int) -> None:
         """Tokens (input + output) a finished request used, for `usage`'s tpm headroom."""

@@ -49,6 +49,10 @@ def _cand_id(c: Candidate[Deployment]) -> str:
     return c.id
 
 
+def _distinct(group: Group[Deployment]) -> bool:
+    return len({id(c.target) for c in group.candidates}) == len(group.candidates)
+
+
 @dataclass(slots=True)
 class _GroupRoute:
     group: Group[Deployment]
@@ -113,6 +117,9 @@ class Router:
                               [d.model for d in self._direct.values() if d.provider.id == "local"])
         self._routes: dict[str, _GroupRoute | _ListRoute] = {}
         self._lone: dict[str, Deployment] = {}
+        #: groups without fallbacks whose targets are distinct: with every breaker closed, the
+        #: strategy's order is the plan (no select, no de-duplication)
+        self._quick: dict[str, _GroupRoute] = {}
         self._auto: AutoPicker | None = None
         self._auto_models = tuple(cfg.routing.auto.models)
         #: any group retries: only then does a call need its group's retry count
@@ -194,6 +201,9 @@ class Router:
 
     def resolve(self, name: str, facts: RequestFacts = NO_FACTS) -> list[Deployment]:
         """The deployments to try for `name`, first choice first. Raises ModelNotFound."""
+        quick = self._quick.get(name)
+        if quick is not None and self.breakers.closed():
+            return quick.strategy.targets(quick.group, facts)
         out: list[Deployment] = []
         self._order(name, facts, out, 0)
         return out
@@ -242,6 +252,8 @@ class Router:
                 self._routes[name] = route
                 if isinstance(route, _ListRoute) and route.fixed is not None and not route.fallbacks:
                     self._lone[name] = route.fixed
+                elif isinstance(route, _GroupRoute) and not route.fallbacks and _distinct(route.group):
+                    self._quick[name] = route
         return route
 
     def _make_route(self, name: str) -> _GroupRoute | _ListRoute:
