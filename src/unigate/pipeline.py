@@ -301,8 +301,9 @@ class Gateway:
                     call.span.attempt(dep, rec)
             if fig is not None:
                 record_success(router, dep, fig, rec)
-                for rest in deployments[i + 1:]:
-                    breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
+                if breakers.tripped:  # else no probe is out: nothing to hand back
+                    for rest in deployments[i + 1:]:
+                        breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
             return resp
         assert last is not None
         raise last

@@ -158,27 +158,29 @@ class SnapshotHealthStore:
     `apply_snapshot({dep_id: remaining_seconds})`. Remaining durations on the wire, local
     deadlines here: the processes' monotonic clocks need not agree."""
 
-    __slots__ = ("_now", "_outbox", "_remote")
+    __slots__ = ("_now", "_outbox", "remote")
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
-        self._remote: dict[str, float] = {}
+        #: dep id -> local deadline of an opening known here (own or others'); read, not written,
+        #: outside this class (the router's cheap path checks it is empty)
+        self.remote: dict[str, float] = {}
         #: dep id -> remaining seconds to publish, or None for a closing; the latest wins
         self._outbox: dict[str, float | None] = {}
 
     def publish_open(self, dep_id: str, until: float) -> None:
         self._outbox[dep_id] = max(0.0, until - self._now())
-        self._remote[dep_id] = max(until, self._remote.get(dep_id, 0.0))
+        self.remote[dep_id] = max(until, self.remote.get(dep_id, 0.0))
 
     def publish_closed(self, dep_id: str) -> None:
         self._outbox[dep_id] = None
-        self._remote.pop(dep_id, None)
+        self.remote.pop(dep_id, None)
 
     def opened_until(self, dep_id: str) -> float:
-        return self._remote.get(dep_id, 0.0)
+        return self.remote.get(dep_id, 0.0)
 
     def any_open(self) -> bool:
-        return bool(self._remote)
+        return bool(self.remote)
 
     def take_outbox(self) -> dict[str, float | None]:
         out, self._outbox = self._outbox, {}
@@ -187,7 +189,7 @@ class SnapshotHealthStore:
     def apply_snapshot(self, remaining: Mapping[str, float]) -> None:
         """Replace the known openings with the store's (the source of truth once refreshed)."""
         t = self._now()
-        self._remote = {k: t + v for k, v in remaining.items() if v > 0}
+        self.remote = {k: t + v for k, v in remaining.items() if v > 0}
 
 
 class _Breaker:
@@ -212,9 +214,9 @@ class Breakers:
         self._now = now
         self._store = store
         self._by_id: dict[str, _Breaker] = {}
-        #: breakers open or half-open here: while 0 (and the store knows no opening) every
-        #: deployment is available and there is no probe to claim or release (`closed`)
-        self._tripped = 0
+        #: breakers open or half-open here (read-only outside): while 0 and the store knows no
+        #: opening, every deployment is available and there is no probe to claim or release
+        self.tripped = 0
 
     # ------------------------------------------------------------------ outcomes
 
@@ -226,7 +228,7 @@ class Breakers:
         if b.tripped and now >= b.open_until:
             # the half-open probe (or any answer once the cooldown is over) closes it
             b.tripped = False
-            self._tripped -= 1
+            self.tripped -= 1
             b.probe_until = 0.0
             b.closed_at = now
             b.counts.clear()
@@ -262,7 +264,7 @@ class Breakers:
 
     def release(self, dep_id: str) -> None:
         """A half-open deployment `select` chose for its probe was not attempted after all."""
-        if not self._tripped:
+        if not self.tripped:
             return  # nothing is half-open: no probe was claimed
         b = self._by_id.get(dep_id)
         if b is not None:
@@ -273,7 +275,7 @@ class Breakers:
     def closed(self) -> bool:
         """Every breaker is closed, here and as far as the store knows: `select` would return its
         input unchanged and claim nothing (the router's cheap path, a few attribute reads)."""
-        if self._tripped:
+        if self.tripped:
             return False
         store = self._store
         return store is None or not store.any_open()
@@ -350,7 +352,7 @@ class Breakers:
         if b.tripped:
             until = max(until, b.open_until)
         else:
-            self._tripped += 1
+            self.tripped += 1
         b.tripped = True
         b.open_until = until
         b.probe_until = 0.0

@@ -132,7 +132,14 @@ class LiveStats:
     def observe_completion(self, live: LiveFigures, seconds: float, output_tokens: int) -> None:
         """A non-streamed answer of `output_tokens` tokens took `seconds`."""
         if output_tokens > 0:
-            live.per_token.observe(seconds / output_tokens, self.now(), self._tau)
+            # PeakEwma.observe inlined: this runs once per non-streamed answer
+            fig, sample, now = live.per_token, seconds / output_tokens, self.now()
+            if sample >= fig.value or fig.last_sample == _NEVER:
+                fig.value = sample
+            else:
+                keep = math.exp(-max(now - fig.last_sample, 0.0) / self._tau)
+                fig.value = sample + (fig.value - sample) * keep
+            fig.last_sample = now
 
     def record_tokens(self, live: LiveFigures, tokens: int) -> None:
         """Tokens (input + output) a finished request used, for `usage`'s tpm headroom."""

@@ -202,7 +202,8 @@ class Router:
     def resolve(self, name: str, facts: RequestFacts = NO_FACTS) -> list[Deployment]:
         """The deployments to try for `name`, first choice first. Raises ModelNotFound."""
         quick = self._quick.get(name)
-        if quick is not None and self.breakers.closed():
+        # `self.breakers.closed()`, as two attribute reads (the breakers' store is shared_health)
+        if quick is not None and not self.breakers.tripped and not self.shared_health.remote:
             return quick.strategy.targets(quick.group, facts)
         out: list[Deployment] = []
         self._order(name, facts, out, 0)
