@@ -123,8 +123,7 @@ class LiveStats:
 
     def finish(self, live: LiveFigures) -> None:
         """That request is over, whatever its outcome (call it in a `finally`)."""
-        n = live.in_flight
-        live.in_flight = n - 1 if n > 0 else 0
+        live.in_flight = max(live.in_flight - 1, 0)
 
     def observe_ttft(self, live: LiveFigures, seconds: float) -> None:
         live.ttft.observe(seconds, self.now(), self._tau)

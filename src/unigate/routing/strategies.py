@@ -214,10 +214,16 @@ class LowestLatency(Strategy):
         pair = group.pair
         if pair is not None:
             a, b = pair
-            la, lb = a.live, b.live
-            fa, fb = (la.ttft, lb.ttft) if facts.stream else (la.per_token, lb.per_token)
-            now = self.live.now()
-            if now - fa.last_sample <= self._stale and now - fb.last_sample <= self._stale:
+            la = a.live
+            lb = b.live
+            if facts.stream:
+                fa = la.ttft
+                fb = lb.ttft
+            else:
+                fa = la.per_token
+                fb = lb.per_token
+            now, stale = self.live.now(), self._stale
+            if now - fa.last_sample <= stale and now - fb.last_sample <= stale:
                 # both measured, so no probe is due: the power of two choices over two draws
                 # both, and the cheaper goes first (a tie is a coin toss, as the draw's order is)
                 ca = fa.value * (la.in_flight + 1)
