@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from unigate.catalog import ModelInfo
 from unigate.config import Config, GroupConfig, model_name_problem
@@ -31,7 +32,16 @@ from unigate.routing.bare import BareNames, Resolution, bedrock_vendor_names, st
 from unigate.routing.health import BreakerConfig, Breakers, SnapshotHealthStore
 from unigate.routing.latency import LiveStats
 from unigate.routing.retry import RetryBudget
-from unigate.routing.strategies import NO_FACTS, Candidate, Group, RequestFacts, Strategy, T, strategy
+from unigate.routing.strategies import (
+    NO_FACTS,
+    STREAM_FACTS,
+    Candidate,
+    Group,
+    RequestFacts,
+    Strategy,
+    T,
+    strategy,
+)
 
 _NO_GROUP = GroupConfig()
 _MAX_DEPTH = 5
@@ -198,6 +208,19 @@ class Router:
     def lone(self, name: str) -> Deployment | None:
         """The deployment, when `name` is one deployment with no fallbacks (resolved before)."""
         return self._lone.get(name)
+
+    def planned(self, name: str, body: Mapping[str, Any]) -> list[Deployment] | None:
+        """The plan for `name` when it needs nothing of the request but its `stream` flag: a lone
+        deployment, or a group (resolved before, no fallbacks) whose strategy reads no token
+        estimate, while every breaker is closed. None: build the facts and `resolve`."""
+        lone = self._lone.get(name)
+        if lone is not None:
+            return [lone]
+        quick = self._quick.get(name)
+        if (quick is not None and not quick.strategy.reads_tokens and not self.breakers.tripped
+                and not self.shared_health.remote):
+            return quick.strategy.targets(quick.group, STREAM_FACTS if body.get("stream") is True else NO_FACTS)
+        return None
 
     def resolve(self, name: str, facts: RequestFacts = NO_FACTS) -> list[Deployment]:
         """The deployments to try for `name`, first choice first. Raises ModelNotFound."""

@@ -112,12 +112,15 @@ class RequestFacts(NamedTuple):
 
 
 NO_FACTS = RequestFacts()
+STREAM_FACTS = RequestFacts(stream=True)
 
 
 class Strategy:
     """Orders a group for one request: every candidate, first choice first."""
 
     name: ClassVar[str] = ""
+    #: whether the order depends on the request's token estimates (else only on `stream`)
+    reads_tokens: ClassVar[bool] = False
 
     def __init__(self, live: LiveStats, rng: random.Random | None = None) -> None:
         self.live = live
@@ -274,6 +277,7 @@ def _latency_cost(c: Candidate[T], stream: bool) -> float:
 
 class LowestCost(Strategy):
     name = "lowest-cost"
+    reads_tokens = True
 
     def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
                     facts: RequestFacts) -> None:
@@ -299,6 +303,7 @@ def _price(c: Candidate[T], i_tok: int, o_tok: int) -> float:
 
 class Usage(Strategy):
     name = "usage"
+    reads_tokens = True
 
     def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
                     facts: RequestFacts) -> None:

@@ -208,3 +208,26 @@ def test_a_group_with_fallbacks_keeps_the_general_path() -> None:
     plan = ids(r.resolve("g", STREAM))
     assert sorted(plan[:2]) == ["g#0", "g#1"] and plan[2:] == ["other#2"]
     assert ids(r.resolve("g", STREAM))[2:] == ["other#2"]
+
+
+def test_planned_answers_only_what_needs_no_token_estimate() -> None:
+    clock = Clock()
+    r = router(clock, "lowest-latency")
+    assert r.planned("g", {}) is None  # not resolved yet: the caller resolves (and caches) it
+    r.resolve("g")
+    r.resolve("three/m")
+    assert ids(r.planned("three/m", {}) or []) == ["three/m"]  # a lone deployment
+    g0, g1 = (r.live.figures(d) for d in ("g#0", "g#1"))
+    r.live.observe_ttft(g0, 0.2)
+    r.live.observe_ttft(g1, 0.01)
+    r.live.observe_completion(g0, 0.1, 10)
+    r.live.observe_completion(g1, 5.0, 10)
+    assert ids(r.planned("g", {"stream": True}) or []) == ["g#1", "g#0"]  # the stream figure
+    assert ids(r.planned("g", {"stream": False}) or []) == ["g#0", "g#1"]  # the per-token figure
+    r.breakers.record_failure("g#1", FailureKind.RATE_LIMITED, retry_after=5.0)
+    assert r.planned("g", {"stream": True}) is None  # a breaker is open: resolve decides
+    assert ids(r.resolve("g", STREAM)) == ["g#0"]
+    cost = router(clock, "lowest-cost")
+    cost.resolve("g")
+    assert cost.planned("g", {}) is None  # its order reads the token estimates
+    assert sorted(ids(cost.resolve("g", RequestFacts(False, 100, 10)))) == ["g#0", "g#1"]
