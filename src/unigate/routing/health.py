@@ -41,6 +41,11 @@ Design notes (the defaults and why)
   decisions is honoured. Times cross the wire as remaining durations, because monotonic clocks
   of different processes do not agree.
 
+* `tripped` counts the breakers open or half-open here; while it is 0 and the store knows no
+  opening, `select` would return its input unchanged and claim nothing, so the router skips it
+  (`closed`) and the loop hands nothing back (`release`). Successes are counted into the window
+  with one counter (`RollingCounts.add_a`): the request path's cost of a closed breaker.
+
 Nothing here reads a clock or does I/O of its own: `now` is injected (monotonic seconds).
 """
 

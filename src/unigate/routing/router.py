@@ -9,6 +9,12 @@ A name resolves once into a route (cached); a route orders its deployments per r
 by its strategy (strategies.py, within priority tiers), then the group's fallbacks; an alias
 its targets in turn. Every ordering goes through the circuit breakers (health.py), which take
 an open deployment out unless nothing else is left.
+
+While no breaker is tripped and no other worker has reported an opening (the usual state), the
+breakers would pass any order through unchanged, so a group without fallbacks skips them: its
+plan is the strategy's `targets` (`resolve`), and `planned` gives it without the request's token
+estimates when the strategy reads none. One tripped breaker anywhere sends every group back
+through `select` until it closes.
 """
 
 from __future__ import annotations
