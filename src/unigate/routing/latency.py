@@ -126,7 +126,13 @@ class LiveStats:
         live.in_flight = max(live.in_flight - 1, 0)
 
     def observe_ttft(self, live: LiveFigures, seconds: float) -> None:
-        live.ttft.observe(seconds, self.now(), self._tau)
+        # PeakEwma.observe inlined, as in observe_completion: once per streamed answer
+        fig, now = live.ttft, self.now()
+        if seconds >= fig.value or fig.last_sample == _NEVER:
+            fig.value = seconds
+        else:
+            fig.value = seconds + (fig.value - seconds) * math.exp(-max(now - fig.last_sample, 0.0) / self._tau)
+        fig.last_sample = now
 
     def observe_completion(self, live: LiveFigures, seconds: float, output_tokens: int) -> None:
         """A non-streamed answer of `output_tokens` tokens took `seconds`."""

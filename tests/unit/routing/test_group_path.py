@@ -13,7 +13,7 @@ from tests.unit.routing.clock import Clock
 from unigate.config import parse_config
 from unigate.providers.registry import build_providers
 from unigate.routing.health import Breakers, InProcessHealthStore, SnapshotHealthStore
-from unigate.routing.latency import LiveStats
+from unigate.routing.latency import LiveStats, PeakEwma
 from unigate.routing.outcome import FailureKind
 from unigate.routing.router import Router
 from unigate.routing.strategies import Candidate, Group, LowestLatency, RequestFacts, RoundRobin, Weighted
@@ -180,6 +180,19 @@ def test_observe_completion_is_a_peak_ewma() -> None:
     assert fig.per_token.value == pytest.approx(0.05)
     live.observe_completion(fig, 5.0, 0)  # no output tokens: no sample
     assert fig.per_token.last_sample == clock.t
+
+
+def test_observe_ttft_is_the_same_peak_ewma_as_peakewma_observe() -> None:
+    clock = Clock()
+    live = LiveStats(now=clock)
+    fig = live.figures("a")
+    ref = PeakEwma()
+    for dt, sample in ((0.0, 0.5), (3.0, 0.1), (0.0, 0.05), (12.0, 0.9), (1.0, 0.2), (40.0, 0.01)):
+        clock.advance(dt)
+        live.observe_ttft(fig, sample)
+        ref.observe(sample, clock.t, live.config.tau)
+        assert fig.ttft.value == pytest.approx(ref.value, rel=1e-12)
+        assert fig.ttft.last_sample == ref.last_sample == clock.t
 
 
 # ---------------------------------------------------------------------------- the router
