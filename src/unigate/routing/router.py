@@ -211,10 +211,6 @@ class Router:
     def _available(self, deps: list[Deployment]) -> list[Deployment]:
         return self.breakers.select_items(deps, _dep_id)
 
-    def lone(self, name: str) -> Deployment | None:
-        """The deployment, when `name` is one deployment with no fallbacks (resolved before)."""
-        return self._lone.get(name)
-
     def planned(self, name: str, body: Mapping[str, Any]) -> list[Deployment] | None:
         """The plan for `name` when it needs nothing of the request but its `stream` flag: a lone
         deployment, or a group (resolved before, no fallbacks) whose strategy reads no token
