@@ -24,9 +24,11 @@ from unigate.providers.registry import build_providers
 from unigate.providers.transport import Transport
 from unigate.routing.router import Router
 from unigate.surfaces.admin import AdminSurface
+from unigate.surfaces.admin_analytics import AnalyticsSurface
 from unigate.surfaces.anthropic import AnthropicSurface
 from unigate.surfaces.openai import OpenAISurface, expect_handler, fallback_handler, model_object
 from unigate.surfaces.responses import ResponsesSurface
+from unigate.surfaces.ui import UISurface
 
 log = logging.getLogger("unigate")
 
@@ -155,6 +157,8 @@ def create_app(cfg: Config, env: Mapping[str, str] | None = None, *, freeze_heap
     routes += AnthropicSurface(gw).routes()
     routes += ResponsesSurface(gw).routes()
     routes += AdminSurface(gw).routes()
+    routes += AnalyticsSurface(gw).mount(app)
+    routes += UISurface().routes()
     app.add_routes(routes)
 
     ready = {"ok": False}

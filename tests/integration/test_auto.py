@@ -129,8 +129,12 @@ async def test_local_first_uses_the_embedded_model_when_it_can(start_gateway: Ga
     status, h, body = await call(gw, {"model": "auto:local-first", "messages": HI, "max_tokens": 4})
     assert status == 200, body
     assert h["x-unigate-model"] == "local/smollm2" and "embedded" in h["x-unigate-route"] and not chaos.requests
-    # tools: the embedded model has none, so a cloud model serves
-    status, h, _ = await call(gw, {"model": "auto:local-first", "messages": HI, "tools": TOOLS})
+    # tools: the embedded model calls them (providers/local/tools.py), so it serves those too
+    status, h, body = await call(gw, {"model": "auto:local-first", "messages": HI, "tools": TOOLS, "max_tokens": 30})
+    assert status == 200 and h["x-unigate-model"] == "local/smollm2" and not chaos.requests
+    assert body["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "f"
+    # images: the embedded model has no vision, so a cloud model serves
+    status, h, _ = await call(gw, {"model": "auto:local-first", "messages": IMAGE, "max_tokens": 4})
     assert status == 200 and h["x-unigate-model"] == "openai/gpt-4.1-mini"
     # the other policies do not pick the embedded model unless asked to
     _, h, _ = await call(gw, {"model": "auto:cheapest", "messages": HI})

@@ -201,11 +201,12 @@ async def test_unsupported_requests_are_clear_400s(start_gateway: GatewayFactory
     c = client(gw)
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]
-    # (request, accepted params, words): tools and images may also be refused earlier, by the
+    # (request, accepted params, words): images may also be refused earlier, by the
     # model catalog, with its own wording; either way it is a 400 naming the parameter.
     cases: list[tuple[dict[str, Any], tuple[str, ...], str]] = [
         ({"n": 2}, ("n",), "one choice"),
-        ({"tools": tools}, ("tools",), "tool"),
+        ({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "g"}}},
+         ("tool_choice.function.name",), "no function named"),  # tools: tests/integration/test_local_tools.py
         ({"logprobs": True}, ("logprobs",), "logprobs"),
         ({"messages": image}, ("messages[0].content[0].type", "messages"), "image"),
         ({"max_tokens": 0}, ("max_tokens",), "at least 1"),

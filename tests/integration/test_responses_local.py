@@ -1,6 +1,6 @@
 """The Responses surface in front of the embedded model (SmolLM2 in process): JSON and stream,
-json_schema output, previous_response_id, and its refusal of tools (the model has no tool
-calling: a clear 400, not a silent answer). Prompts are tiny and outputs short."""
+json_schema output, previous_response_id, and a function-tool round trip (the model calls under
+a grammar: providers/local/tools.py). Prompts are tiny and outputs short."""
 
 from __future__ import annotations
 
@@ -66,9 +66,47 @@ async def test_json_schema_output(start_gateway: GatewayFactory, tmp_path: Any) 
     assert set(obj) == {"name"} and isinstance(obj["name"], str)
 
 
-async def test_function_tools_are_a_clear_400(start_gateway: GatewayFactory, tmp_path: Any) -> None:
+WEATHER: Any = {"type": "function", "name": "get_weather", "description": "Get the weather in a city.",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                              "required": ["city"], "additionalProperties": False}}
+
+
+async def test_function_tool_round_trip(start_gateway: GatewayFactory, tmp_path: Any) -> None:
+    """The SDK's agent loop: a function_call item, the caller runs it, its function_call_output
+    goes back (by previous_response_id, or with the call in the input), and the answer is text."""
     gw = await local_gateway(start_gateway, tmp_path)
-    tool: Any = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
-    with pytest.raises(openai.BadRequestError) as ei:
-        await client(gw).responses.create(model=MODEL, input="Weather?", tools=[tool], max_output_tokens=4)
-    assert ei.value.param == "tools" and "tool" in ei.value.message
+    c = client(gw)
+    r = await c.responses.create(model=MODEL, input="What is the weather in Paris?", tools=[WEATHER],
+                                 max_output_tokens=40, temperature=0)
+    assert r.status == "completed"
+    [call] = r.output
+    assert call.type == "function_call" and call.name == "get_weather" and call.call_id.startswith("call_")
+    args = json.loads(call.arguments)
+    assert set(args) == {"city"} and isinstance(args["city"], str)
+    output: Any = {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "sunny"}'}
+    r2 = await c.responses.create(model=MODEL, previous_response_id=r.id, input=[output], tools=[WEATHER],
+                                  max_output_tokens=12, temperature=0)
+    assert [item.type for item in r2.output] == ["message"] and r2.output_text
+    assert r2.usage is not None and r2.usage.input_tokens > 0
+
+    # streamed: the same call, argument deltas as they are generated, then the text turn
+    events = [e async for e in await c.responses.create(
+        model=MODEL, input="What is the weather in Paris?", tools=[WEATHER], max_output_tokens=40,
+        temperature=0, stream=True)]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert [e.item.type for e in added] == ["function_call"] and added[0].item.name == "get_weather"
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert deltas == done.arguments == call.arguments  # temperature 0: the same call both ways
+    scall = events[-1].response.output[0]
+    assert scall.type == "function_call"
+    items: Any = [{"role": "user", "content": "What is the weather in Paris?"},
+                  scall.model_dump(exclude_none=True), {**output, "call_id": scall.call_id}]
+    events2 = [e async for e in await c.responses.create(model=MODEL, input=items, tools=[WEATHER],
+                                                         max_output_tokens=12, temperature=0, stream=True)]
+    text = "".join(e.delta for e in events2 if e.type == "response.output_text.delta")
+    assert text and text == events2[-1].response.output_text
+    assert events2[-1].type in ("response.completed", "response.incomplete")

@@ -53,14 +53,12 @@ def test_messages() -> None:
     "extra, param",
     [
         ({"n": 2}, "n"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"functions": [{"name": "f"}]}, "functions"),  # tools are taken (tests/unit/test_local_tools.py)
+        ({"messages": [{"role": "function", "content": "r", "name": "f"}]}, "messages[0].role"),
         ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 2}, "logprobs"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
-        ({"messages": [{"role": "tool", "content": "r", "tool_call_id": "c"}]}, "messages[0].role"),
-        ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]}, "messages[0].tool_calls"),
         ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "messages[0].content[0].type"),
     ],
 )

@@ -69,7 +69,31 @@ _V2 = [
     "CREATE INDEX responses_created ON responses (created_at)",
 ]
 
-STEPS: list[list[str]] = [_V1, _V2]
+# Analytics rollups (state/sql_analytics.py): filled lazily, off the ledger's write path, so a
+# ledger insert costs exactly what it did. Each cube is one table of the same shape: a bucket
+# start (hour or UTC day), its dimensions ('' for none) and the figures' sums with cumulative
+# latency (l0..l23: last attempts at most each bound, l24: all of them) and TTFT (t0..t24, of the
+# calls that have one) histograms. `analytics_rollup.filled_to`: every row of the ledger with
+# time below it is in every cube (NULL: nothing rolled up yet).
+_CUBE_FIGURES = ("requests {int} NOT NULL, attempts {int} NOT NULL, errors {int} NOT NULL, "
+                 "input_tokens {int} NOT NULL, output_tokens {int} NOT NULL, cost_usd {real} NOT NULL, "
+                 + ", ".join(f"l{i} {{int}} NOT NULL" for i in range(25)) + ", "
+                 + ", ".join(f"t{i} {{int}} NOT NULL" for i in range(25)))
+_CUBE_DIMS = {
+    "an_hour_route": ("model", "served_model", "provider", "deployment"),
+    "an_hour_principal": ("key_id", "team"),
+    "an_day_route": ("model", "served_model", "provider", "deployment"),
+    "an_day_principal": ("key_id", "team"),
+    "an_day_all": ("model", "served_model", "provider", "deployment", "key_id", "team"),
+}
+_V3 = [
+    "CREATE TABLE analytics_rollup (id {int} PRIMARY KEY, filled_to {real})",
+    "INSERT INTO analytics_rollup (id, filled_to) VALUES (1, NULL)",
+    *(f"CREATE TABLE {name} (bucket {{real}} NOT NULL, {', '.join(d + ' TEXT NOT NULL' for d in dims)}, "
+      f"{_CUBE_FIGURES}, PRIMARY KEY (bucket, {', '.join(dims)}))" for name, dims in _CUBE_DIMS.items()),
+]
+
+STEPS: list[list[str]] = [_V1, _V2, _V3]
 
 
 def steps_for(dialect: Literal["sqlite", "postgres"]) -> list[tuple[int, list[str]]]:

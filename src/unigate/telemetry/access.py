@@ -26,12 +26,21 @@ from aiohttp.abc import AbstractAccessLogger
 from unigate import redact
 
 LOGGER = logging.getLogger("unigate.access")
+
+
+def _request_key(name: str) -> Any:
+    """A key for a request's storage: aiohttp 3.14 has typed `web.RequestKey`s and warns (once
+    per key and process, on stderr) about plain strings; older releases take only strings."""
+    key_type = getattr(web, "RequestKey", None)
+    return name if key_type is None else key_type(name, object)
+
+
 #: where the pipeline leaves the body it read (the model asked for is in it; see Gateway.plan)
-REQUEST_BODY = "unigate.body"
+REQUEST_BODY = _request_key("unigate.body")
 #: where the pipeline leaves the ledger record of the request's latest attempt (Gateway.attempts)
-LAST_ATTEMPT = "unigate.attempt"
+LAST_ATTEMPT = _request_key("unigate.attempt")
 #: where the pipeline leaves the principal a key's limits, budget or credits refused (Gateway.run)
-REFUSED = "unigate.refused"
+REFUSED = _request_key("unigate.refused")
 #: the app's `logging.max_body_chars` when bodies are logged, absent (or 0) when not (app.py)
 LOG_BODIES: web.AppKey[int] = web.AppKey("unigate.log_bodies", int)
 _MAX_VALUE = 200  # a client-chosen string is cut to this in the log

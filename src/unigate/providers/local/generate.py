@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import json
 import logging
 import struct
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
 from unigate.providers.base import ChunkMaker, usage_dict
 from unigate.providers.local.engine import Job, ModelSpec
+from unigate.providers.local.grammar import schema_grammar, tool_grammar
 from unigate.providers.local.params import ChatParams
+from unigate.providers.local.tool_calls import ToolCallReader
 
 log = logging.getLogger("unigate.local.llama_cpp")
 
@@ -107,32 +110,20 @@ def _route_llama_logs(llama_cpp: Any) -> None:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
-def _grammar(schema: JSON) -> Any:
-    from llama_cpp import llama_grammar
-
-    if not schema:
-        return llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
-    # Compiled here, not through create_chat_completion(response_format=...): that path silently
-    # falls back to "any JSON" when a schema cannot be compiled (llama_chat_format.py
-    # `_grammar_for_json_schema`), which would be a quiet wrong answer.
-    try:
-        return llama_grammar.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    except Exception as e:  # noqa: BLE001 - any failure of the converter means this schema is unusable
-        raise InvalidRequest(
-            f"local: the JSON schema cannot be turned into a grammar for the local model: {e}",
-            param="response_format.json_schema.schema",
-        ) from None
-
-
 def chat_work(params: ChatParams, model_name: str, *, stream: bool) -> Callable[[Any, Job], JSON | None]:
     """The job for one chat request. Streaming emits canonical chunks as tokens come; otherwise the
     text is collected and one chat.completion returned. Both run llama-cpp-python in stream mode,
-    so a cancelled non-streaming request stops between tokens too."""
+    so a cancelled non-streaming request stops between tokens too. A tool-call turn (params.tools)
+    generates under the tools' grammar and answers with the call (tool_calls.py)."""
 
     def work(llm: Any, job: Job) -> JSON | None:
         kwargs = dict(params.kwargs)
-        if params.json_schema is not None:
-            kwargs["grammar"] = _grammar(params.json_schema)
+        reader: ToolCallReader | None = None
+        if params.tools is not None:
+            kwargs["grammar"] = tool_grammar(params.tools.grammar_key())
+            reader = ToolCallReader(params.tools)
+        elif params.json_schema is not None:
+            kwargs["grammar"] = schema_grammar(orjson.dumps(params.json_schema))
         if params.logit_bias:
             n_vocab = llm.n_vocab()
             bad = [t for t in params.logit_bias if not 0 <= t < n_vocab]
@@ -152,6 +143,12 @@ def chat_work(params: ChatParams, model_name: str, *, stream: bool) -> Callable[
                 choice = ch["choices"][0]
                 delta = choice["delta"]
                 finish = choice.get("finish_reason") or finish
+                if reader is not None:  # a call: its finish is sent below, after the call's end
+                    if "role" in delta:
+                        _emit_if(stream, job, maker, [{"role": "assistant", "content": None}])
+                    elif delta.get("content"):
+                        _emit_if(stream, job, maker, [{"tool_calls": [d]} for d in reader.feed(delta["content"])])
+                    continue
                 if "role" in delta:
                     out: JSON = {"role": "assistant", "content": ""}
                 elif delta.get("content"):
@@ -164,19 +161,40 @@ def chat_work(params: ChatParams, model_name: str, *, stream: bool) -> Callable[
         finally:
             llm.job = None
         job.finish_reason = finish or "stop"
-        if stream or job.cancelled:
+        if job.cancelled:
+            return None
+        message: JSON = {"role": "assistant", "content": "".join(texts), "refusal": None}
+        if reader is not None:
+            complete = job.finish_reason == "stop"  # the grammar's end, not max_tokens
+            rest = reader.finish(complete)
+            if complete:
+                job.finish_reason = "tool_calls"
+            if stream:
+                _emit_if(True, job, maker, [{"tool_calls": [d]} for d in rest])
+                job.emit(maker.chunk({}, finish_reason=job.finish_reason))
+                return None
+            if reader.name is not None:
+                message = {"role": "assistant", "content": None, "refusal": None,
+                           "tool_calls": [reader.message_call()]}
+        if stream:
             return None
         return {
             "id": maker.id,
             "object": "chat.completion",
             "created": maker.created,
             "model": model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(texts), "refusal": None},
-                         "logprobs": None, "finish_reason": job.finish_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": job.finish_reason}],
             "usage": usage_dict(job.prompt_tokens, job.completion_tokens),
         }
 
     return work
+
+
+def _emit_if(stream: bool, job: Job, maker: ChunkMaker, deltas: list[JSON]) -> None:
+    """Stream each delta as its own chunk (one tool-call delta per chunk, as OpenAI sends them)."""
+    if stream:
+        for d in deltas:
+            job.emit(maker.chunk(d))
 
 
 def embed_work(texts: list[str], model_name: str, *, encoding_format: str | None,

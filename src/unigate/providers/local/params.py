@@ -14,13 +14,21 @@ from typing import Any
 
 from unigate.canonical.types import JSON
 from unigate.errors import InvalidRequest, UnsupportedFeature
+from unigate.providers.local.tools import (
+    ToolTurn,
+    assistant_calls_text,
+    call_names,
+    tool_result_text,
+    tool_turn,
+    with_tools_prompt,
+)
 
 #: OpenAI's defaults, so the same request means the same thing here as on a cloud model.
 #: (llama-cpp-python's own chat defaults are temperature 0.2, top_p 0.95.)
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
 
-_ROLES_TEXT = "system, developer, user and assistant"
+_ROLES_TEXT = "system, developer, user, assistant and tool"
 
 
 @dataclass(slots=True)
@@ -34,6 +42,8 @@ class ChatParams:
     json_schema: JSON | None = None
     #: logit_bias with integer token ids, checked against the vocabulary in the worker.
     logit_bias: dict[int, float] = field(default_factory=dict)
+    #: this turn must call one of these tools (tools.py has the policy), None for text.
+    tools: ToolTurn | None = None
 
 
 def chat_params(body: JSON, public_id: str) -> ChatParams:
@@ -65,14 +75,25 @@ def chat_params(body: JSON, public_id: str) -> ChatParams:
         "presence_penalty": float(body.get("presence_penalty") or 0.0),
         "frequency_penalty": float(body.get("frequency_penalty") or 0.0),
     }
+    raw = body["messages"]
+    names = call_names(raw)  # one pass over the messages: nothing next to a generation's cost
+    messages = [_message(m, i, public_id, names) for i, m in enumerate(raw)]
+    turn = tool_turn(body, raw, public_id)
+    json_schema = _json_schema(body.get("response_format"))
     stop = body.get("stop")
+    if turn is not None:
+        # the call's JSON is the output: response_format shapes text answers, and a stop
+        # sequence could cut the call mid-way, so neither applies to a tool-call turn
+        messages = with_tools_prompt(messages, turn)
+        json_schema = stop = None
     if stop:
         kwargs["stop"] = [stop] if isinstance(stop, str) else [s for s in stop if s]
     return ChatParams(
-        messages=[_message(m, i, public_id) for i, m in enumerate(body["messages"])],
+        messages=messages,
         kwargs=kwargs,
-        json_schema=_json_schema(body.get("response_format")),
+        json_schema=json_schema,
         logit_bias=_logit_bias(body.get("logit_bias")),
+        tools=turn,
     )
 
 
@@ -80,15 +101,9 @@ def _reject_unsupported(body: JSON, public_id: str) -> None:
     n = body.get("n")
     if n is not None and n != 1:
         raise UnsupportedFeature(f"local: {public_id} generates one choice per request; 'n' must be 1.", param="n")
-    tools = body.get("tools")
-    if tools and body.get("tool_choice") != "none":
-        raise UnsupportedFeature(
-            f"local: {public_id} does not support tool calling; remove 'tools' (or set tool_choice to 'none') "
-            "or use a cloud model.",
-            param="tools",
-        )
     if body.get("functions") and body.get("function_call") != "none":
-        raise UnsupportedFeature(f"local: {public_id} does not support function calling.", param="functions")
+        raise UnsupportedFeature(f"local: {public_id} takes function tools in 'tools', not the deprecated "
+                                 "'functions'.", param="functions")
     if body.get("logprobs") or body.get("top_logprobs"):
         # logprobs need the model loaded with logits_all=True, which costs memory on every call.
         raise UnsupportedFeature(f"local: {public_id} does not return logprobs.", param="logprobs")
@@ -100,22 +115,29 @@ def _reject_unsupported(body: JSON, public_id: str) -> None:
         raise UnsupportedFeature(f"local: {public_id} does not support predicted outputs.", param="prediction")
 
 
-def _message(m: JSON, i: int, public_id: str) -> JSON:
+def _message(m: JSON, i: int, public_id: str, names: dict[str, str]) -> JSON:
     role = m["role"]
     if role == "developer":
         role = "system"  # chat templates in GGUF files know system, not OpenAI's newer name for it
+    elif role == "tool":
+        # the template has no tool turn: the result is shown as a user turn (tools.py)
+        return {"role": "user", "content": tool_result_text(m, _text(m.get("content"), i, public_id), names)}
     elif role not in ("system", "user", "assistant"):
         raise UnsupportedFeature(
-            f"local: {public_id} does not support tool calling, so messages with role {role!r} cannot be sent "
-            f"(messages[{i}]); it takes {_ROLES_TEXT} messages.",
+            f"local: {public_id} cannot take messages with role {role!r} (messages[{i}]); it takes {_ROLES_TEXT} "
+            "messages (the deprecated 'function' role is sent as 'tool').",
             param=f"messages[{i}].role",
         )
-    if m.get("tool_calls") or m.get("function_call"):
+    if m.get("function_call"):
         raise UnsupportedFeature(
-            f"local: {public_id} does not support tool calling (messages[{i}] has tool_calls).",
-            param=f"messages[{i}].tool_calls",
+            f"local: {public_id} takes earlier calls as 'tool_calls', not the deprecated 'function_call' "
+            f"(messages[{i}]).",
+            param=f"messages[{i}].function_call",
         )
-    return {"role": role, "content": _text(m.get("content"), i, public_id)}
+    content = _text(m.get("content"), i, public_id)
+    if m.get("tool_calls"):
+        return {"role": role, "content": assistant_calls_text(m, content)}
+    return {"role": role, "content": content}
 
 
 def _text(content: Any, i: int, public_id: str) -> str:
