@@ -183,10 +183,10 @@ class Gateway:
             call.request[REQUEST_BODY] = body  # for the request's log line (telemetry/access.py)
             c = call.controls = controls.take(body)
             router = self.router
-            lone = router.lone(model) if c is controls.NONE and not call.principal.restricted else None
-            if lone is not None:
-                call.attempts = [lone]  # one deployment, nothing to order (the common case)
-                return call.attempts
+            planned = router.planned(model, body) if c is controls.NONE and not call.principal.restricted else None
+            if planned is not None:
+                call.attempts = planned  # one deployment, or a group needing no token estimate (the common cases)
+                return planned
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
             facts = RequestFacts(body.get("stream") is True, call.size // 4, limit if type(limit) is int else 0)
             policy = auto.policy_of(model) if model.startswith("auto") else None
@@ -301,8 +301,9 @@ class Gateway:
                     call.span.attempt(dep, rec)
             if fig is not None:
                 record_success(router, dep, fig, rec)
-                for rest in deployments[i + 1:]:
-                    breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
+                if breakers.tripped:  # else no probe is out: nothing to hand back
+                    for rest in deployments[i + 1:]:
+                        breakers.release(rest.id)  # planned, not tried: a half-open probe stays free
             return resp
         assert last is not None
         raise last

@@ -65,7 +65,7 @@ def record_success(router: Router, dep: Deployment, fig: LiveFigures, rec: Usage
     else:
         router.breakers.record_success(dep.id)
         router.live.observe_completion(fig, rec.latency_ms / 1000, rec.completion_tokens)
-    if rec.usage_known:
+    if rec.usage_known and router.live.track_usage:  # tokens are counted only for a `usage` group
         router.live.record_tokens(fig, rec.prompt_tokens + rec.completion_tokens)
 
 

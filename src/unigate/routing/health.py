@@ -41,6 +41,11 @@ Design notes (the defaults and why)
   decisions is honoured. Times cross the wire as remaining durations, because monotonic clocks
   of different processes do not agree.
 
+* `tripped` counts the breakers open or half-open here; while it is 0 and the store knows no
+  opening, `select` would return its input unchanged and claim nothing, so the router skips it
+  (`closed`) and the loop hands nothing back (`release`). Successes are counted into the window
+  with one counter (`RollingCounts.add_a`): the request path's cost of a closed breaker.
+
 Nothing here reads a clock or does I/O of its own: `now` is injected (monotonic seconds).
 """
 
@@ -118,6 +123,11 @@ class HealthStore(Protocol):
         """The latest time until which `dep_id` is known to be open anywhere; 0.0 when not."""
         ...
 
+    def any_open(self) -> bool:
+        """Whether any opening is known (an expired one may still count: False is what matters,
+        it lets `Breakers.closed` skip the per-deployment checks)."""
+        ...
+
 
 class InProcessHealthStore:
     """Openings shared by the breakers of one process (several `Breakers`, e.g. per worker
@@ -142,6 +152,9 @@ class InProcessHealthStore:
     def opened_until(self, dep_id: str) -> float:
         return self._until.get(dep_id, 0.0)
 
+    def any_open(self) -> bool:
+        return bool(self._until)
+
 
 class SnapshotHealthStore:
     """The request-path half of a shared store (Redis or any other); its I/O half is a
@@ -150,24 +163,29 @@ class SnapshotHealthStore:
     `apply_snapshot({dep_id: remaining_seconds})`. Remaining durations on the wire, local
     deadlines here: the processes' monotonic clocks need not agree."""
 
-    __slots__ = ("_now", "_outbox", "_remote")
+    __slots__ = ("_now", "_outbox", "remote")
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
-        self._remote: dict[str, float] = {}
+        #: dep id -> local deadline of an opening known here (own or others'); read, not written,
+        #: outside this class (the router's cheap path checks it is empty)
+        self.remote: dict[str, float] = {}
         #: dep id -> remaining seconds to publish, or None for a closing; the latest wins
         self._outbox: dict[str, float | None] = {}
 
     def publish_open(self, dep_id: str, until: float) -> None:
         self._outbox[dep_id] = max(0.0, until - self._now())
-        self._remote[dep_id] = max(until, self._remote.get(dep_id, 0.0))
+        self.remote[dep_id] = max(until, self.remote.get(dep_id, 0.0))
 
     def publish_closed(self, dep_id: str) -> None:
         self._outbox[dep_id] = None
-        self._remote.pop(dep_id, None)
+        self.remote.pop(dep_id, None)
 
     def opened_until(self, dep_id: str) -> float:
-        return self._remote.get(dep_id, 0.0)
+        return self.remote.get(dep_id, 0.0)
+
+    def any_open(self) -> bool:
+        return bool(self.remote)
 
     def take_outbox(self) -> dict[str, float | None]:
         out, self._outbox = self._outbox, {}
@@ -176,7 +194,7 @@ class SnapshotHealthStore:
     def apply_snapshot(self, remaining: Mapping[str, float]) -> None:
         """Replace the known openings with the store's (the source of truth once refreshed)."""
         t = self._now()
-        self._remote = {k: t + v for k, v in remaining.items() if v > 0}
+        self.remote = {k: t + v for k, v in remaining.items() if v > 0}
 
 
 class _Breaker:
@@ -201,17 +219,21 @@ class Breakers:
         self._now = now
         self._store = store
         self._by_id: dict[str, _Breaker] = {}
+        #: breakers open or half-open here (read-only outside): while 0 and the store knows no
+        #: opening, every deployment is available and there is no probe to claim or release
+        self.tripped = 0
 
     # ------------------------------------------------------------------ outcomes
 
     def record_success(self, dep_id: str) -> None:
         now = self._now()
-        b = self._get(dep_id, now)
+        b = self._by_id.get(dep_id) or self._get(dep_id, now)
         b.last_seen = now
-        b.counts.add(now, 1.0, 0.0)
+        b.counts.add_a(now)
         if b.tripped and now >= b.open_until:
             # the half-open probe (or any answer once the cooldown is over) closes it
             b.tripped = False
+            self.tripped -= 1
             b.probe_until = 0.0
             b.closed_at = now
             b.counts.clear()
@@ -247,11 +269,21 @@ class Breakers:
 
     def release(self, dep_id: str) -> None:
         """A half-open deployment `select` chose for its probe was not attempted after all."""
+        if not self.tripped:
+            return  # nothing is half-open: no probe was claimed
         b = self._by_id.get(dep_id)
         if b is not None:
             b.probe_until = 0.0
 
     # ------------------------------------------------------------------ reading
+
+    def closed(self) -> bool:
+        """Every breaker is closed, here and as far as the store knows: `select` would return its
+        input unchanged and claim nothing (the router's cheap path, a few attribute reads)."""
+        if self.tripped:
+            return False
+        store = self._store
+        return store is None or not store.any_open()
 
     def state(self, dep_id: str) -> BreakerStatus:
         now = self._now()
@@ -324,6 +356,8 @@ class Breakers:
     def _open(self, dep_id: str, b: _Breaker, until: float) -> None:
         if b.tripped:
             until = max(until, b.open_until)
+        else:
+            self.tripped += 1
         b.tripped = True
         b.open_until = until
         b.probe_until = 0.0

@@ -50,6 +50,9 @@ class LatencyConfig:
             raise ValueError("tau and stale_after are positive durations")
 
 
+_NEVER = -math.inf
+
+
 class PeakEwma:
     """One latency figure, in seconds."""
 
@@ -62,7 +65,7 @@ class PeakEwma:
         self.last_probe = -math.inf
 
     def observe(self, sample: float, now: float, tau: float) -> None:
-        if sample >= self.value or self.last_sample == -math.inf:
+        if sample >= self.value or self.last_sample == _NEVER:
             self.value = sample
         else:
             keep = math.exp(-max(now - self.last_sample, 0.0) / tau)
@@ -98,6 +101,7 @@ class LiveStats:
 
     def __init__(self, config: LatencyConfig | None = None, *, now: Callable[[], float] = time.monotonic) -> None:
         self.config = config or _DEFAULT
+        self._tau = self.config.tau
         self.now = now
         self._by_id: dict[str, LiveFigures] = {}
         #: recent requests and tokens are counted only when a strategy reads them (`usage`):
@@ -122,12 +126,25 @@ class LiveStats:
         live.in_flight = max(live.in_flight - 1, 0)
 
     def observe_ttft(self, live: LiveFigures, seconds: float) -> None:
-        live.ttft.observe(seconds, self.now(), self.config.tau)
+        # PeakEwma.observe inlined, as in observe_completion: once per streamed answer
+        fig, now = live.ttft, self.now()
+        if seconds >= fig.value or fig.last_sample == _NEVER:
+            fig.value = seconds
+        else:
+            fig.value = seconds + (fig.value - seconds) * math.exp(-max(now - fig.last_sample, 0.0) / self._tau)
+        fig.last_sample = now
 
     def observe_completion(self, live: LiveFigures, seconds: float, output_tokens: int) -> None:
         """A non-streamed answer of `output_tokens` tokens took `seconds`."""
         if output_tokens > 0:
-            live.per_token.observe(seconds / output_tokens, self.now(), self.config.tau)
+            # PeakEwma.observe inlined: this runs once per non-streamed answer
+            fig, sample, now = live.per_token, seconds / output_tokens, self.now()
+            if sample >= fig.value or fig.last_sample == _NEVER:
+                fig.value = sample
+            else:
+                keep = math.exp(-max(now - fig.last_sample, 0.0) / self._tau)
+                fig.value = sample + (fig.value - sample) * keep
+            fig.last_sample = now
 
     def record_tokens(self, live: LiveFigures, tokens: int) -> None:
         """Tokens (input + output) a finished request used, for `usage`'s tpm headroom."""

@@ -9,14 +9,21 @@ A name resolves once into a route (cached); a route orders its deployments per r
 by its strategy (strategies.py, within priority tiers), then the group's fallbacks; an alias
 its targets in turn. Every ordering goes through the circuit breakers (health.py), which take
 an open deployment out unless nothing else is left.
+
+While no breaker is tripped and no other worker has reported an opening (the usual state), the
+breakers would pass any order through unchanged, so a group without fallbacks skips them: its
+plan is the strategy's `targets` (`resolve`), and `planned` gives it without the request's token
+estimates when the strategy reads none. One tripped breaker anywhere sends every group back
+through `select` until it closes.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from unigate.catalog import ModelInfo
 from unigate.config import Config, GroupConfig, model_name_problem
@@ -31,7 +38,16 @@ from unigate.routing.bare import BareNames, Resolution, bedrock_vendor_names, st
 from unigate.routing.health import BreakerConfig, Breakers, SnapshotHealthStore
 from unigate.routing.latency import LiveStats
 from unigate.routing.retry import RetryBudget
-from unigate.routing.strategies import NO_FACTS, Candidate, Group, RequestFacts, Strategy, T, strategy
+from unigate.routing.strategies import (
+    NO_FACTS,
+    STREAM_FACTS,
+    Candidate,
+    Group,
+    RequestFacts,
+    Strategy,
+    T,
+    strategy,
+)
 
 _NO_GROUP = GroupConfig()
 _MAX_DEPTH = 5
@@ -47,6 +63,10 @@ def _has(deps: list[Deployment], d: Deployment) -> bool:
 
 def _cand_id(c: Candidate[Deployment]) -> str:
     return c.id
+
+
+def _distinct(group: Group[Deployment]) -> bool:
+    return len({id(c.target) for c in group.candidates}) == len(group.candidates)
 
 
 @dataclass(slots=True)
@@ -113,6 +133,9 @@ class Router:
                               [d.model for d in self._direct.values() if d.provider.id == "local"])
         self._routes: dict[str, _GroupRoute | _ListRoute] = {}
         self._lone: dict[str, Deployment] = {}
+        #: groups without fallbacks whose targets are distinct: with every breaker closed, the
+        #: strategy's order is the plan (no select, no de-duplication)
+        self._quick: dict[str, _GroupRoute] = {}
         self._auto: AutoPicker | None = None
         self._auto_models = tuple(cfg.routing.auto.models)
         #: any group retries: only then does a call need its group's retry count
@@ -188,12 +211,25 @@ class Router:
     def _available(self, deps: list[Deployment]) -> list[Deployment]:
         return self.breakers.select_items(deps, _dep_id)
 
-    def lone(self, name: str) -> Deployment | None:
-        """The deployment, when `name` is one deployment with no fallbacks (resolved before)."""
-        return self._lone.get(name)
+    def planned(self, name: str, body: Mapping[str, Any]) -> list[Deployment] | None:
+        """The plan for `name` when it needs nothing of the request but its `stream` flag: a lone
+        deployment, or a group (resolved before, no fallbacks) whose strategy reads no token
+        estimate, while every breaker is closed. None: build the facts and `resolve`."""
+        lone = self._lone.get(name)
+        if lone is not None:
+            return [lone]
+        quick = self._quick.get(name)
+        if (quick is not None and not quick.strategy.reads_tokens and not self.breakers.tripped
+                and not self.shared_health.remote):
+            return quick.strategy.targets(quick.group, STREAM_FACTS if body.get("stream") is True else NO_FACTS)
+        return None
 
     def resolve(self, name: str, facts: RequestFacts = NO_FACTS) -> list[Deployment]:
         """The deployments to try for `name`, first choice first. Raises ModelNotFound."""
+        quick = self._quick.get(name)
+        # `self.breakers.closed()`, as two attribute reads (the breakers' store is shared_health)
+        if quick is not None and not self.breakers.tripped and not self.shared_health.remote:
+            return quick.strategy.targets(quick.group, facts)
         out: list[Deployment] = []
         self._order(name, facts, out, 0)
         return out
@@ -242,6 +278,8 @@ class Router:
                 self._routes[name] = route
                 if isinstance(route, _ListRoute) and route.fixed is not None and not route.fallbacks:
                     self._lone[name] = route.fixed
+                elif isinstance(route, _GroupRoute) and not route.fallbacks and _distinct(route.group):
+                    self._quick[name] = route
         return route
 
     def _make_route(self, name: str) -> _GroupRoute | _ListRoute:

@@ -37,6 +37,12 @@ Design notes (the defaults and why)
 Cost per request: one pass per tier, the result list and, for the sorting strategies, a sort of
 the tier (a handful of candidates); no lookup by id (a `Candidate` holds its `LiveFigures`).
 Randomness is the injected `rng`, time the `LiveStats` clock.
+
+`targets` is what the router calls when every breaker is closed: the same order as `order`, as
+the targets themselves. A group of exactly two candidates in one tier (the common routed group)
+has its own few-float-op path in `weighted` and `lowest-latency`: the same distribution as the
+general code (tested side by side), without its loops, lists and extra random draws (with two
+candidates the power of two choices always draws both, so only a tie needs a coin).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, NamedTuple, TypeVar
 
 from unigate.config import STRATEGIES
 from unigate.routing.latency import LiveFigures, LiveStats
@@ -78,7 +84,7 @@ class Candidate(Generic[T]):
 class Group(Generic[T]):
     """The candidates under one name, split into priority tiers once."""
 
-    __slots__ = ("candidates", "key", "rr", "tiers")
+    __slots__ = ("candidates", "key", "pair", "rr", "tiers")
 
     def __init__(self, key: str, candidates: Sequence[Candidate[T]]) -> None:
         self.key = key
@@ -89,11 +95,16 @@ class Group(Generic[T]):
         self.tiers: tuple[tuple[Candidate[T], ...], ...] = tuple(tuple(tiers[p]) for p in sorted(tiers))
         #: round-robin's counter per tier
         self.rr = [0] * len(self.tiers)
+        #: the two candidates when the group is one tier of exactly two (the strategies' fast path)
+        self.pair: tuple[Candidate[T], Candidate[T]] | None = None
+        if len(self.tiers) == 1 and len(self.tiers[0]) == 2:
+            self.pair = (self.tiers[0][0], self.tiers[0][1])
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """What a strategy may know of the request (token counts are estimates, 0 when unknown)."""
+class RequestFacts(NamedTuple):
+    """What a strategy may know of the request (token counts are estimates, 0 when unknown).
+    A NamedTuple, not a frozen dataclass: one is built per routed request, and a frozen
+    dataclass's `__init__` costs ~25 bytecodes more (bench/opcount.py)."""
 
     stream: bool = False
     input_tokens: int = 0
@@ -101,12 +112,15 @@ class RequestFacts:
 
 
 NO_FACTS = RequestFacts()
+STREAM_FACTS = RequestFacts(stream=True)
 
 
 class Strategy:
     """Orders a group for one request: every candidate, first choice first."""
 
     name: ClassVar[str] = ""
+    #: whether the order depends on the request's token estimates (else only on `stream`)
+    reads_tokens: ClassVar[bool] = False
 
     def __init__(self, live: LiveStats, rng: random.Random | None = None) -> None:
         self.live = live
@@ -121,6 +135,10 @@ class Strategy:
                 self._order_tier(out, start, group, i, facts)
         return out
 
+    def targets(self, group: Group[T], facts: RequestFacts = NO_FACTS) -> list[T]:
+        """`order`'s candidates' targets (the router's path when no breaker is tripped)."""
+        return [c.target for c in self.order(group, facts)]
+
     def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
                     facts: RequestFacts) -> None:
         """Reorder out[start:] (one tier, more than one candidate) in place."""
@@ -129,6 +147,16 @@ class Strategy:
 
 class Weighted(Strategy):
     name = "weighted"
+
+    def targets(self, group: Group[T], facts: RequestFacts = NO_FACTS) -> list[T]:
+        pair = group.pair
+        if pair is None:
+            return [c.target for c in self.order(group, facts)]
+        a, b = pair
+        # the general draw with two: `a` first when random() * total falls below a's weight
+        if self.rng.random() * (a.weight + b.weight) < a.weight:
+            return [a.target, b.target]
+        return [b.target, a.target]
 
     def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
                     facts: RequestFacts) -> None:
@@ -183,10 +211,34 @@ class LowestLatency(Strategy):
         super().__init__(live, rng)
         self.probe_after = probe_after
         self.explore = explore
+        self._stale = live.config.stale_after
+
+    def targets(self, group: Group[T], facts: RequestFacts = NO_FACTS) -> list[T]:
+        pair = group.pair
+        if pair is not None:
+            a, b = pair
+            la = a.live
+            lb = b.live
+            if facts.stream:
+                fa = la.ttft
+                fb = lb.ttft
+            else:
+                fa = la.per_token
+                fb = lb.per_token
+            now, stale = self.live.now(), self._stale
+            if now - fa.last_sample <= stale and now - fb.last_sample <= stale:
+                # both measured, so no probe is due: the power of two choices over two draws
+                # both, and the cheaper goes first (a tie is a coin toss, as the draw's order is)
+                ca = fa.value * (la.in_flight + 1)
+                cb = fb.value * (lb.in_flight + 1)
+                if ca < cb or (ca == cb and self.rng.random() < 0.5):
+                    return [a.target, b.target]
+                return [b.target, a.target]
+        return [c.target for c in self.order(group, facts)]
 
     def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
                     facts: RequestFacts) -> None:
-        now, stale, stream, rng = self.live.now(), self.live.config.stale_after, facts.stream, self.rng
+        now, stale, stream, rng = self.live.now(), self._stale, facts.stream, self.rng
         end = len(out)
         # an unmeasured deployment due for its probe goes first (at most one per request)
         for k in range(start, end):
@@ -225,6 +277,7 @@ def _latency_cost(c: Candidate[T], stream: bool) -> float:
 
 class LowestCost(Strategy):
     name = "lowest-cost"
+    reads_tokens = True
 
     def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
                     facts: RequestFacts) -> None:
@@ -250,6 +303,7 @@ def _price(c: Candidate[T], i_tok: int, o_tok: int) -> float:
 
 class Usage(Strategy):
     name = "usage"
+    reads_tokens = True
 
     def _order_tier(self, out: list[Candidate[T]], start: int, group: Group[T], tier: int,
                     facts: RequestFacts) -> None:

@@ -19,7 +19,7 @@ import math
 class RollingCounts:
     """Two counters, `a` and `b`, summed over the last `span` seconds."""
 
-    __slots__ = ("_a", "_b", "_head", "_n", "_since", "_slot", "_until", "_width", "a", "b")
+    __slots__ = ("_a", "_b", "_head", "_n", "_slot", "_until", "_width", "a", "b")
 
     def __init__(self, span: float, buckets: int) -> None:
         if span <= 0 or buckets < 1:
@@ -30,19 +30,26 @@ class RollingCounts:
         self._b = [0.0] * buckets
         #: the index (in bucket widths since the clock's zero) of the newest bucket
         self._head = -math.inf
-        #: the newest bucket's time span and slot: an add within it needs no sliding (the hot path)
-        self._since = self._until = 0.0
+        #: the newest bucket's end and slot: an add before the end needs no sliding (the hot path)
+        self._until = -math.inf  # the first add advances
         self._slot = 0
         #: running totals over the live buckets
         self.a = 0.0
         self.b = 0.0
 
     def add(self, now: float, a: float = 0.0, b: float = 0.0) -> None:
-        slot = self._slot if self._since <= now < self._until else self._advance(now)
+        # `now < _until` alone: a clock that stepped back lands in the newest bucket either way
+        slot = self._slot if now < self._until else self._advance(now)
         self._a[slot] += a
         self._b[slot] += b
         self.a += a
         self.b += b
+
+    def add_a(self, now: float, a: float = 1.0) -> None:
+        """`add(now, a, 0.0)` without touching `b` (a breaker's success: once per request)."""
+        slot = self._slot if now < self._until else self._advance(now)
+        self._a[slot] += a
+        self.a += a
 
     def totals(self, now: float) -> tuple[float, float]:
         self._advance(now)
@@ -71,8 +78,7 @@ class RollingCounts:
                 self.a = max(self.a, 0.0)
                 self.b = max(self.b, 0.0)
             self._head = idx
-            self._since = idx * self._width
-            self._until = self._since + self._width
+            self._until = idx * self._width + self._width
             self._slot = idx % self._n
         # a clock that steps back (it should not: monotonic) lands in the newest bucket
         return int(self._head) % self._n
