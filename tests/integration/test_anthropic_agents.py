@@ -232,6 +232,20 @@ async def test_tool_choice_variants(gw: RunningGateway, fakes: dict[str, FakeUps
     assert fakes["anthropic"].last.json["tool_choice"] == choice  # Anthropic's own, as it came
 
 
+async def test_a_forwarded_header_that_is_not_ascii_is_a_400(gw: RunningGateway,
+                                                             fakes: dict[str, FakeUpstream]) -> None:
+    """anthropic-version / anthropic-beta go upstream as they came: text HTTP/1.1 cannot carry
+    (found by tests/integration/test_fuzz.py as a 500) is the client's 400, and nothing is sent."""
+    body = {"model": "anthropic/claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    seen = len(fakes["anthropic"].requests)
+    for name in ("anthropic-version", "anthropic-beta"):
+        status, _, raw = await post(gw, body, {**HEADERS, name: "\u0100"})
+        err = orjson.loads(raw)
+        assert status == 400 and err["error"]["type"] == "invalid_request_error", raw
+        assert name in err["error"]["message"]
+    assert len(fakes["anthropic"].requests) == seen
+
+
 async def test_bad_tool_choice_is_a_400(gw: RunningGateway) -> None:
     body = {"model": "openai/gpt-4.1-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
             "tools": [BASH]}

@@ -15,9 +15,9 @@ import aiohttp
 
 from unigate import __version__
 from unigate.config import Timeouts
-from unigate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from unigate.errors import GatewayError, InvalidRequest, UpstreamTimeout, UpstreamUnavailable
 from unigate.providers.base import UpstreamRequest
-from unigate.providers.http1 import ConnectFailed, Http1Client, UpstreamConnectionError
+from unigate.providers.http1 import ConnectFailed, Http1Client, UpstreamConnectionError, UpstreamProtocolError
 from unigate.redact import scrub_secrets
 
 log = logging.getLogger("unigate.transport")
@@ -70,7 +70,12 @@ class Transport:
         if req.exchange is not None:
             return req.exchange  # an upstream in this process
         if self._lean is not None:
-            return Exchange(self._lean.request(req.method, str(req.url), req.body, req.headers, timeouts), provider)
+            try:
+                cm = self._lean.request(req.method, str(req.url), req.body, req.headers, timeouts)
+            except UpstreamProtocolError as e:
+                # a header HTTP/1.1 cannot carry (a line break, non-latin-1 text): nothing was sent
+                raise InvalidRequest(f"{provider}: the request cannot be sent upstream: {e}.") from None
+            return Exchange(cm, provider)
         timeout = _client_timeout(timeouts.connect, timeouts.first_byte, timeouts.total)
         return Exchange(self.session.request(req.method, req.url, data=req.body, headers=req.headers, timeout=timeout),
                         provider)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import orjson
 
 from unigate.canonical.types import JSON
-from unigate.errors import GatewayError, UpstreamUnavailable
+from unigate.errors import GatewayError, InvalidRequest, UpstreamUnavailable
 from unigate.providers.anthropic.response import stream_error, usage
 
 #: the client headers that belong to the request itself (the rest is the client's own business):
@@ -25,7 +25,14 @@ _SINGLE = frozenset({"anthropic-version"})
 
 
 def native_headers(client: Mapping[str, str]) -> dict[str, str]:
-    return {name: client[name] for name in FORWARDED_HEADERS if client.get(name)}
+    """The client's anthropic-* headers to forward. Their values are dates and beta names:
+    printable ASCII, or a 400 here (HTTP/1.1 cannot carry anything else upstream faithfully)."""
+    out = {name: client[name] for name in FORWARDED_HEADERS if client.get(name)}
+    for name, value in out.items():
+        if not (value.isascii() and value.isprintable()):
+            raise InvalidRequest(f"The {name} header must be printable ASCII (a version date or beta names).",
+                                 param=name)
+    return out
 
 
 def merge_headers(provider: Mapping[str, str], client: Mapping[str, str],
