@@ -38,7 +38,7 @@ CONFIGS: dict[str, list[str]] = {
 
 def invoke(config: str, a: argparse.Namespace) -> Path:
     """One run.py invocation (fresh processes); the path of its results file."""
-    phases = "tput,lat" if a.lat else "tput"
+    phases = a.phases or ("tput,lat" if a.lat else "tput")
     out = a.out / config.replace("+", "-")
     out.mkdir(parents=True, exist_ok=True)
     before = set(out.glob("results-*.jsonl"))
@@ -70,7 +70,8 @@ def figures(path: Path) -> dict[str, float]:
     for (mode, conns, peer), r in lat.items():
         d = lat.get((mode, conns, "direct"))
         if peer in ("unigate", "floor") and d:
-            out[f"{peer} added p50 {mode} c{conns} ms"] = (r["p50_us"] - d["p50_us"]) / 1000
+            for q in ("p50", "p99"):
+                out[f"{peer} added {q} {mode} c{conns} ms"] = (r[f"{q}_us"] - d[f"{q}_us"]) / 1000
     return out
 
 
@@ -80,6 +81,7 @@ def main() -> int:
     ap.add_argument("--configs", default="plain", help=f"comma-separated, from {','.join(CONFIGS)}")
     ap.add_argument("--duration", type=int, default=8, help="seconds per measured run")
     ap.add_argument("--lat", action="store_true", help="also the latency phase (added p50/p99 at c1 and c10)")
+    ap.add_argument("--phases", help="bench/run.py's phases instead (e.g. lat alone)")
     ap.add_argument("--unigate-cmd", help="as bench/run.py's")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "rounds")
     a = ap.parse_args()
