@@ -82,8 +82,8 @@ _RELAY_SHAPE = {Endpoint.CHAT: ("choices", list), Endpoint.COMPLETIONS: ("choice
 class Call:
     """One request on its way through the stages; each stage adds what it knows.
 
-    `body` is the canonical (OpenAI) body, except for COUNT_TOKENS, whose body is the
-    Anthropic Messages one (only that dialect can count). The defaults are class attributes and
+    `body` is the canonical (OpenAI) body; for COUNT_TOKENS too, with the client's Messages
+    body in `native` (an Anthropic upstream counts that, a Gemini one the translation). The defaults are class attributes and
     __init__ sets only what every call has (as UsageRecord: bench/ counts the generated one)."""
 
     request: web.Request
@@ -348,7 +348,8 @@ class Gateway:
             if endpoint is Endpoint.EMBEDDINGS:
                 return a.embeddings_request(body, dep)
             if endpoint is Endpoint.COUNT_TOKENS:
-                return a.count_tokens_request(body, dep, call.request.headers)
+                assert call.native is not None  # the Anthropic surface sets it (its only caller)
+                return a.count_tokens_request(body, call.native, dep)
             # legacy completions: natively where the upstream has them (relayed), else the prompt
             # as a chat call whose answer the egress re-encodes; chosen per attempt, as a group
             # may mix both kinds (surfaces/completions.py)
@@ -414,7 +415,7 @@ class Gateway:
         egress = call.egress
         usage: JSON | None
         try:
-            if call.native is not None and call.is_native(dep):
+            if call.native is not None and call.is_native(dep) and call.endpoint is not Endpoint.COUNT_TOKENS:
                 # the client's own dialect: the answer goes out as it came, read for its usage
                 out, usage = data, dep.adapter.native_usage(data)
             else:

@@ -316,11 +316,13 @@ class FakeGemini(FakeUpstream):
             return web.json_response(google_error(400, "Invalid JSON payload received."), status=400)
         if action == "batchEmbedContents":
             return self.embed(model, body)
-        if action not in ("generateContent", "streamGenerateContent"):
+        if action not in ("generateContent", "streamGenerateContent", "countTokens"):
             return web.json_response(google_error(404, f"unknown method {action}"), status=404)
         if model.startswith("error-"):
             code = int(model[6:])
             return web.json_response(status_error(code), status=code)
+        if action == "countTokens":
+            return self.count(model, body)
         if err := check_request(body):
             return web.json_response(google_error(400, err), status=400)
         if action == "generateContent":
@@ -328,6 +330,29 @@ class FakeGemini(FakeUpstream):
         if request.query.get("alt") != "sse":
             return web.json_response(google_error(400, "this fake only streams with alt=sse"), status=400)
         return await self.stream(request, model, body)
+
+    def count(self, model: str, body: dict[str, Any]) -> web.Response:
+        """models.countTokens: `contents` or a whole `generateContentRequest` (never both, and the
+        latter names its model). The count is made up but exact to predict: a token per word of
+        every text part, system instruction included, and 10 per function declaration."""
+        inner = body.get("generateContentRequest")
+        if ("contents" in body) == (inner is not None) or set(body) - {"contents", "generateContentRequest"}:
+            return web.json_response(google_error(400, "send contents or generateContentRequest"), status=400)
+        if inner is None:
+            inner = {"contents": body["contents"]}
+        elif inner.get("model") != f"models/{model}":
+            return web.json_response(google_error(400, "generateContentRequest.model must name the model"), status=400)
+        else:
+            inner = {k: v for k, v in inner.items() if k != "model"}
+        if "generationConfig" in inner:
+            return web.json_response(google_error(400, "this fake counts prompts only"), status=400)
+        if err := check_request(inner):
+            return web.json_response(google_error(400, err), status=400)
+        texts = [p.get("text", "") for c in [*inner.get("contents", []), inner.get("systemInstruction", {})]
+                 for p in c.get("parts", [])]
+        tools = sum(len(t.get("functionDeclarations", [])) for t in inner.get("tools", []))
+        total = sum(len(t.split()) for t in texts) + 10 * tools
+        return web.json_response({"totalTokens": total} if total else {})  # proto3 JSON leaves out a zero
 
     async def stream(self, request: web.Request, model: str, body: dict[str, Any]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -410,3 +410,32 @@ def test_fake_refuses_what_gemini_refuses() -> None:
         user, {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}]}) or "")
     assert "temperature_x" in (check_request({"contents": [user], "generationConfig": {"temperature_x": 1}}) or "")
     assert check_request({"contents": [user]}) is None
+
+
+# ------------------------------------------------------------------ count_tokens (Anthropic surface)
+
+
+async def test_count_tokens_is_geminis_own_count(gw: RunningGateway, gemini_fake: FakeGemini) -> None:
+    """`/v1/messages/count_tokens` on a Gemini model asks Gemini (`models.countTokens`, free) for
+    the count of the translated request: the prompt, system and tools, not generation settings."""
+    import anthropic
+
+    c = anthropic.AsyncAnthropic(base_url=gw.url, api_key="sk-master-test", max_retries=0)
+    tool: Any = {"name": "get_time", "description": "Now", "input_schema": {"type": "object", "properties": {}}}
+    raw = await c.messages.with_raw_response.count_tokens(
+        model="gemini/gemini-2.5-flash", system="Be very brief.", tools=[tool],
+        messages=[{"role": "user", "content": "What time is it in Oslo?"}])
+    assert raw.headers["x-unigate-token-count"] == "exact"
+    assert (await raw.parse()).input_tokens == 3 + 6 + 10  # the fake: a token per word, 10 per function
+    sent = gemini_fake.last
+    assert sent.path == "/v1beta/models/gemini-2.5-flash:countTokens"
+    assert sent.headers["x-goog-api-key"] == API_KEY
+    inner = sent.json["generateContentRequest"]
+    assert set(sent.json) == {"generateContentRequest"} and inner["model"] == "models/gemini-2.5-flash"
+    assert inner["systemInstruction"] == {"parts": [{"text": "Be very brief."}]}
+    assert inner["contents"] == [{"role": "user", "parts": [{"text": "What time is it in Oslo?"}]}]
+    assert inner["tools"][0]["functionDeclarations"][0]["name"] == "get_time" and "generationConfig" not in inner
+    # an error from the count is the client's as any upstream error, in Anthropic's envelope
+    with pytest.raises(anthropic.APIStatusError) as ei:
+        await c.messages.count_tokens(model="gemini/error-400", messages=[{"role": "user", "content": "hi"}])
+    assert ei.value.status_code == 400 and ei.value.body["type"] == "error"  # type: ignore[index]

@@ -142,9 +142,9 @@ class Adapter(Protocol):
 
     def completions_request(self, body: JSON, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
 
-    def count_tokens_request(self, body: JSON, dep: Deployment, client_headers: Mapping[str, str]) -> UpstreamRequest:
-        """`body` is the client's Messages body; `client_headers` the client's request headers,
-        of which the adapter forwards what its dialect needs (anthropic-beta, anthropic-version)."""
+    def count_tokens_request(self, body: JSON, native: NativeBody, dep: Deployment) -> UpstreamRequest:
+        """`body` is the canonical body of the request to count; `native` the client's Messages
+        body, with the anthropic-* headers it came with (an Anthropic upstream counts that)."""
         ...
 
     def native_request(self, native: NativeBody, dep: Deployment, *, stream: bool) -> UpstreamRequest: ...
@@ -181,10 +181,10 @@ class AdapterBase:
     def embeddings_response(self, data: bytes, dep: Deployment) -> JSON:
         raise UnsupportedFeature(f"{dep.public_id} does not offer embeddings", param="model")
 
-    def count_tokens_request(self, body: JSON, dep: Deployment, client_headers: Mapping[str, str]) -> UpstreamRequest:
+    def count_tokens_request(self, body: JSON, native: NativeBody, dep: Deployment) -> UpstreamRequest:
         # the Anthropic surface sends only counting deployments here and estimates for the others
-        raise UnsupportedFeature(f"{dep.public_id} has no provider-side token count (Anthropic upstreams have one)",
-                                 param="model")
+        raise UnsupportedFeature(f"{dep.public_id} has no provider-side token count (Anthropic and Gemini "
+                                 "upstreams have one)", param="model")
 
     def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:
         raise UnsupportedFeature(f"{dep.public_id} does not count tokens", param="model")

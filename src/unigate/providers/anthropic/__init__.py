@@ -11,7 +11,7 @@ import orjson
 
 from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError
-from unigate.providers.anthropic.native import NativeStreamWatch, merge_headers, message_usage, native_headers
+from unigate.providers.anthropic.native import NativeStreamWatch, merge_headers, message_usage
 from unigate.providers.anthropic.request import ANTHROPIC_VERSION, READS, build
 from unigate.providers.anthropic.response import error_fields, to_completion, upstream_error
 from unigate.providers.anthropic.stream import AnthropicStreamDecoder
@@ -68,17 +68,16 @@ class AnthropicAdapter(AdapterBase):
     def native_stream(self, dep: Deployment) -> NativeStreamWatch:
         return NativeStreamWatch(dep.provider.id)
 
-    def count_tokens_request(self, body: JSON, dep: Deployment, client_headers: Mapping[str, str]) -> UpstreamRequest:
-        """`body` is the client's Messages body: the fields count_tokens takes go upstream as they
-        are, with the client's anthropic-beta and anthropic-version (a body using a beta field,
-        context_management or mcp_servers, is refused without its beta)."""
-        native: JSON = {k: body[k] for k in COUNT_FIELDS if k in body}
-        native["model"] = dep.model
+    def count_tokens_request(self, body: JSON, native: NativeBody, dep: Deployment) -> UpstreamRequest:
+        """The client's own Messages body counts: the fields count_tokens takes go upstream as
+        they are, with the client's anthropic-beta and anthropic-version (a body using a beta
+        field, context_management or mcp_servers, is refused without its beta)."""
+        out: JSON = {k: native.body[k] for k in COUNT_FIELDS if k in native.body}
+        out["model"] = dep.model
         headers, url = self._target(dep.provider)
-        forwarded = native_headers(client_headers)
-        if forwarded:
-            headers = merge_headers(headers, forwarded, dep.provider.headers)
-        return UpstreamRequest("POST", url + "/count_tokens", headers, orjson.dumps(native))
+        if native.headers:
+            headers = merge_headers(headers, native.headers, dep.provider.headers)
+        return UpstreamRequest("POST", url + "/count_tokens", headers, orjson.dumps(out))
 
     def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:
         n = orjson.loads(data)["input_tokens"]

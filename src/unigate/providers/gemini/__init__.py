@@ -24,7 +24,7 @@ from yarl import URL
 
 from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError
-from unigate.providers.base import AdapterBase, Deployment, UpstreamRequest
+from unigate.providers.base import AdapterBase, Deployment, NativeBody, UpstreamRequest
 from unigate.providers.gemini import embeddings, request
 from unigate.providers.gemini.errors import error_from_object, error_from_response
 from unigate.providers.gemini.response import to_completion
@@ -32,6 +32,9 @@ from unigate.providers.gemini.stream import GeminiStreamDecoder
 from unigate.providers.options import GeminiOptions, options_as
 
 __all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
+
+#: the parts of a generateContent body that countTokens counts (generationConfig and safety do not)
+_COUNTED = ("contents", "systemInstruction", "tools", "toolConfig", "cachedContent")
 
 
 class GeminiAdapter(AdapterBase):
@@ -56,6 +59,26 @@ class GeminiAdapter(AdapterBase):
 
     def error(self, status: int, data: bytes, headers: Mapping[str, str], dep: Deployment) -> UpstreamError:
         return error_from_response(status, data, headers, dep.provider.id)
+
+    def count_tokens_request(self, body: JSON, native: NativeBody, dep: Deployment) -> UpstreamRequest:
+        """`models.countTokens` (free) on the translation of the request, as generateContent
+        would get it: the prompt, system instruction and tools count; generation settings not."""
+        built, _ = request.build_body(body, dep.model, schema_mode=_options(dep).schema_mode)
+        inner: JSON = {"model": _model_name(dep.model)}
+        inner.update((k, built[k]) for k in _COUNTED if k in built)
+        return UpstreamRequest("POST", self.url(dep, "countTokens"), dep.provider.headers,
+                               orjson.dumps({"generateContentRequest": inner}))
+
+    def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:
+        obj = orjson.loads(data)
+        if not isinstance(obj, dict):
+            raise ValueError("countTokens answer is not a JSON object")
+        if "error" in obj:
+            raise error_from_object(obj["error"], dep.provider.id)
+        n = obj.get("totalTokens", 0)  # proto3 JSON leaves a zero out
+        if type(n) is not int or n < 0:
+            raise ValueError("totalTokens is not a count")
+        return {"input_tokens": n}
 
     def embeddings_request(self, body: JSON, dep: Deployment) -> UpstreamRequest:
         native, dropped = embeddings.build_body(body, _model_name(dep.model))

@@ -7,7 +7,7 @@ through the same pipeline as every other call (`Gateway.run`); the answer comes 
 `AnthropicEgress` (response.py for JSON, stream.py for SSE). Keys are read from `x-api-key` or
 `Authorization: Bearer` (the Authenticator takes both); `anthropic-version` and
 `anthropic-beta` are not needed, and go on to Anthropic upstreams (the native pass-through).
-`count_tokens` answers for every model: exactly where the provider counts, else an estimate
+`count_tokens` answers for every model: exactly where the provider counts (Anthropic, Gemini), else an estimate
 (count.py). Every failure is Anthropic's error envelope.
 """
 
@@ -101,14 +101,15 @@ class AnthropicSurface:
 
     async def count_tokens(self, request: web.Request, rid: str) -> web.StreamResponse:
         """Every model has a count: the provider's own (exact, through the same call path) where
-        the deployments include one that counts (Anthropic upstreams), else an estimate made
+        the deployments include one that counts (Anthropic and Gemini upstreams), else an estimate made
         here (count.py), with no upstream call. `x-unigate-token-count` says which it is."""
         gw = self.gw
         call = await gw.admit(request, rid, Endpoint.COUNT_TOKENS)
         model = request_model(call.body)
         deps = gw.plan(_with_model(call, model))  # a model the key may not use is refused here
         # the same validation as /v1/messages (count_tokens has no max_tokens)
-        to_canonical({**call.body, "max_tokens": 1, "stream": False}, target_for(deps))
+        canonical = to_canonical({**call.body, "max_tokens": 1, "stream": False}, target_for(deps))
+        validate.validate_chat(canonical)
         exact = [d for d in deps if counts_natively(d)]
         if not exact:
             # no upstream call: nothing to route, charge or record in the ledger
@@ -118,7 +119,9 @@ class AnthropicSurface:
             body = orjson.dumps({"input_tokens": estimate_tokens(call.body)})
             return web.Response(body=body, content_type="application/json", headers=headers)
         call.attempts = exact  # the deployments that count; the others would only be skipped
-        call.egress = PLAIN_JSON
+        # Anthropic counts the client's body as it came; Gemini counts the translation
+        call.native = NativeBody("anthropic", call.body, native_headers(request.headers))
+        call.body, call.egress = canonical, PLAIN_JSON
         resp = await gw.run(call)
         resp.headers["request-id"] = rid
         resp.headers[TOKEN_COUNT_HEADER] = "exact"

@@ -1,7 +1,8 @@
 """`/v1/messages/count_tokens` for models whose provider cannot count: an ESTIMATE.
 
-Only Anthropic upstreams count a Messages request themselves (the exact count, through the
-pipeline). For every other model the surface answers this estimate, marked as one with the
+Anthropic upstreams count a Messages request themselves, Gemini ones its translation
+(`models.countTokens`): the exact count, through the pipeline. For every other model
+the surface answers this estimate, marked as one with the
 response header `x-unigate-token-count: estimate` (an exact count says `exact`), so a client
 that sizes its context (Claude Code compacts when the count nears the window) still works.
 
