@@ -142,6 +142,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         fields["models"] = [m for m in args.models.split(",") if m]
     if getattr(args, "expires_at", None) is not None:
         fields["expires_at"] = args.expires_at
+    if getattr(args, "role", None) is not None:
+        fields["role"] = args.role
     fields.update(_limit_fields(args))
     if getattr(args, "credits", None) is not None:
         fields["credits_usd"] = args.credits
@@ -150,9 +152,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         out = _admin(args, "POST", "/admin/keys", fields)
     elif act == "list":
         out = _admin(args, "GET", "/admin/keys")
-        rows: list[tuple[object, ...]] = [("ID", "NAME", "TEAM", "MODELS", "REVOKED")]
-        rows += [(k["id"], k["name"], k["team"] or "-", ",".join(k["models"]) or "*", "yes" if k["revoked_at"] else "-")
-                 for k in out["data"]]
+        rows: list[tuple[object, ...]] = [("ID", "NAME", "TEAM", "MODELS", "ROLE", "REVOKED")]
+        rows += [(k["id"], k["name"], k["team"] or "-", ",".join(k["models"]) or "*", k.get("role", "user"),
+                  "yes" if k["revoked_at"] else "-") for k in out["data"]]
         _table(rows)
         return 0
     elif act == "show":
@@ -214,9 +216,9 @@ def _add_limit_flags(p: argparse.ArgumentParser, *, key: bool) -> None:
     p.add_argument("--max-parallel", type=int_or_none, help="calls in flight at once ('none': no limit)")
     p.add_argument("--budget", type=usd_or_none, help="USD per budget period ('none': no budget)")
     p.add_argument("--budget-period", choices=("daily", "weekly", "monthly", "total"))
-    if key:
-        p.add_argument("--uses-credits", action=argparse.BooleanOptionalAction, default=None,
-                       help="pay the calls from the key's credit balance")
+    p.add_argument("--uses-credits", action=argparse.BooleanOptionalAction, default=None,
+                   help="pay the calls from the key's credit balance" if key else
+                   "pay the calls of the team's keys (those without credits of their own) from the team's balance")
 
 
 def cmd_teams(args: argparse.Namespace) -> int:
@@ -352,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             k.add_argument("--team")
             k.add_argument("--models", help="comma-separated ids, aliases or globs (anthropic/*)")
             k.add_argument("--expires-at", type=float, help="epoch seconds")
+            k.add_argument("--role", choices=("user", "viewer", "admin"),
+                           help="the admin API and dashboard: none (user, the default), read (viewer), all (admin)")
             _add_limit_flags(k, key=True)
         if action == "create":
             k.add_argument("--credits", type=float, help="a first top-up in USD (pays the key's calls)")

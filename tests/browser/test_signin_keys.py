@@ -161,3 +161,24 @@ async def test_create_team_and_audit_log(dashboard: Dashboard, page: Any) -> Non
     await page.get_by_role("row").filter(has_text="team.create").wait_for()
     assert await rows.count() == 1
     await shot(page, "audit")
+
+
+async def test_a_viewer_key_signs_in_read_only(dashboard: Dashboard, page: Any) -> None:
+    status, viewer = await dashboard.api("POST", "/admin/keys", json={"name": "auditor", "role": "viewer"})
+    assert status == 201, viewer
+    await page.goto(dashboard.ui + "#/keys")
+    await page.get_by_label("Admin key").fill(viewer["key"])
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("navigation", name="Pages").wait_for()
+    await page.get_by_test_id("read-only").wait_for()
+    assert await page.evaluate("sessionStorage.getItem('unigate.role')") == "viewer"
+    # the keys page lists the keys (its own among them, with its role) and offers no change
+    row = page.get_by_role("row").filter(has_text="auditor")
+    await row.wait_for()
+    assert "viewer" in await row.inner_text()
+    assert await page.get_by_role("button", name="New key").count() == 0
+    assert await page.get_by_role("button", name="Revoke").count() == 0
+    # the other pages read as for the master key
+    await page.goto(dashboard.ui + "#/audit")
+    await page.get_by_role("row").filter(has_text="key.create").first.wait_for()
+    assert page_errors(page) == []

@@ -84,6 +84,26 @@ async def test_teams(state: State) -> None:
         await state.keys.create_team({"name": "dup"}, actor="ops", team_id=team.id)
 
 
+async def test_role_and_team_credits_are_kept(state: State) -> None:
+    key, secret = await state.keys.create_key({"name": "ops", "role": "viewer"}, actor="ops")
+    assert key.role == "viewer" and (await state.keys.get_key(key.id)) == key
+    assert (await state.keys.find_by_secret(secret)) == key
+    plain, _ = await state.keys.create_key({"name": "app"}, actor="ops")
+    assert plain.role == "user"  # the default, also of every key made before roles existed
+    changed = await state.keys.update_key(key.id, {"role": "admin"}, actor="ops")
+    assert changed.role == "admin" and (await state.keys.get_key(key.id)) == changed
+    team = await state.keys.create_team({"name": "paying", "uses_credits": True}, actor="ops", team_id="paying")
+    assert team.uses_credits and team.account == "team:paying" and (await state.keys.get_team("paying")) == team
+    off = await state.keys.update_team("paying", {"uses_credits": False}, actor="ops")
+    assert not off.uses_credits and (await state.keys.get_team("paying")) == off
+    for bad in ({"role": "root"}, {"role": None}, {"uses_credits": "yes"}):
+        with pytest.raises(Invalid):
+            await state.keys.update_key(key.id, bad, actor="ops")  # type: ignore[arg-type]
+    with pytest.raises(Invalid):
+        await state.keys.update_team("paying", {"uses_credits": 1}, actor="ops")  # type: ignore[typeddict-item]
+    assert (await state.keys.get_key(key.id)) == changed
+
+
 async def test_bad_input_is_refused_and_changes_nothing(state: State) -> None:
     v0 = await state.keys.version()
     with pytest.raises(NotFound):

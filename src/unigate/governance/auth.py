@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unigate.errors import Unauthenticated
+from unigate.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
     from unigate.governance.keys import KeyCache
@@ -25,14 +25,33 @@ class Principal:
     team_models: tuple[str, ...] = ()
     #: the key's limits, budgets and credits (None: nothing to enforce)
     terms: Terms | None = None
+    #: what it may do on the admin API and the dashboard: "user" nothing, "viewer" read, "admin" all
+    role: str = "user"
 
     @property
     def restricted(self) -> bool:
         return bool(self.models or self.team_models)
 
+    @property
+    def actor(self) -> str:
+        """Who the audit trail names for an admin change made with this key."""
+        return "master" if self.is_master else f"key:{self.key_id}"
 
-ANONYMOUS = Principal(key_id=None, is_master=True)
-MASTER = Principal(key_id="master", is_master=True)
+
+ANONYMOUS = Principal(key_id=None, is_master=True, role="admin")
+MASTER = Principal(key_id="master", is_master=True, role="admin")
+
+
+def require_admin(principal: Principal, *, write: bool) -> Principal:
+    """The admin API's check: the master key and "admin" keys may do everything there, "viewer"
+    keys may read (GET) and change nothing, other keys get nothing."""
+    if principal.role == "admin" or (principal.role == "viewer" and not write):
+        return principal
+    if principal.role == "viewer":
+        raise Forbidden("This key may read the admin API but not change anything (role 'viewer').",
+                        code="admin_read_only")
+    raise Forbidden("The admin API takes the master key or a key with the role 'admin' or 'viewer'.",
+                    code="admin_only")
 
 
 class Authenticator:

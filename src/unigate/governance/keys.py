@@ -52,7 +52,7 @@ class KeyCache:
             team: Team | None = await self.store.get_team(key.team) if key.team else None
             principal = Principal(key_id=key.id, is_master=False, team=key.team, models=tuple(key.models),
                                   team_models=tuple(team.models) if team is not None else (),
-                                  terms=terms_of(key, team))
+                                  terms=terms_of(key, team), role=key.role)
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()  # a flood of random secrets: start over rather than grow
         self._entries[digest] = (now + self._ttl, key, principal)

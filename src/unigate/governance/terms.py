@@ -31,8 +31,9 @@ def terms_of(key: Key, team: Team | None) -> Terms | None:
         (key.account, key.rpm, key.tpm, key.max_parallel, key.budget_usd, key.budget_period, key.uses_credits)
     ]
     if team is not None:
-        parties.append((f"team:{team.id}", team.rpm, team.tpm, team.max_parallel, team.budget_usd,
-                        team.budget_period, False))
+        # a call is paid once: from the key's own credits when it has them, else from the team's
+        parties.append((team.account, team.rpm, team.tpm, team.max_parallel, team.budget_usd,
+                        team.budget_period, team.uses_credits and not key.uses_credits))
     for pid, rpm, tpm, mp, budget, period, credits in parties:
         if rpm is not None or tpm is not None:
             rated.append(Scope(pid, rpm=rpm, tpm=tpm))

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from unigate.state.errors import Invalid
-from unigate.state.records import PERIODS
+from unigate.state.records import PERIODS, ROLES
 
 _LIMITS = ("rpm", "tpm", "max_parallel")
-TEAM_FIELDS = frozenset({"name", "models", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period", "metadata"})
-KEY_FIELDS = TEAM_FIELDS | {"team", "uses_credits", "expires_at"}
+TEAM_FIELDS = frozenset({"name", "models", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period", "metadata",
+                         "uses_credits"})
+KEY_FIELDS = TEAM_FIELDS | {"team", "expires_at", "role"}
 
 
 def check(fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -38,6 +39,8 @@ def check(fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
         raise Invalid(f"budget_period must be one of {', '.join(PERIODS)}")
     if "uses_credits" in fields and not isinstance(fields["uses_credits"], bool):
         raise Invalid("uses_credits must be true or false")
+    if "role" in fields and fields["role"] not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}")
     if "team" in fields and fields["team"] is not None and not isinstance(fields["team"], str):
         raise Invalid("team must be a team id or null")
     if "metadata" in fields:

@@ -93,7 +93,14 @@ _V3 = [
       f"{_CUBE_FIGURES}, PRIMARY KEY (bucket, {', '.join(dims)}))" for name, dims in _CUBE_DIMS.items()),
 ]
 
-STEPS: list[list[str]] = [_V1, _V2, _V3]
+_V4 = [
+    # what a key may do on the admin API (governance/auth.py: "user", "viewer", "admin")
+    "ALTER TABLE keys ADD COLUMN role TEXT NOT NULL DEFAULT 'user'",
+    # a team that pays its keys' calls from its own credit balance ("team:<id>")
+    "ALTER TABLE teams ADD COLUMN uses_credits {int} NOT NULL DEFAULT 0",
+]
+
+STEPS: list[list[str]] = [_V1, _V2, _V3, _V4]
 
 
 def steps_for(dialect: Literal["sqlite", "postgres"]) -> list[tuple[int, list[str]]]:

@@ -7,6 +7,9 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 Period = Literal["daily", "weekly", "monthly", "total"]
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly", "total")
+#: what a key may do on the admin API: nothing ("user"), read it ("viewer"), or all of it ("admin")
+Role = Literal["user", "viewer", "admin"]
+ROLES: tuple[Role, ...] = ("user", "viewer", "admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,12 @@ class Team:
     budget_period: Period = "monthly"
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+    #: the team's keys pay their calls from the balance of the account "team:<id>"
+    uses_credits: bool = False
+
+    @property
+    def account(self) -> str:
+        return f"team:{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,7 @@ class Key:
     revoked_at: float | None = None
     previous_hash: str | None = None
     previous_valid_until: float | None = None
+    role: Role = "user"
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -69,6 +79,7 @@ class KeyFields(TypedDict, total=False):
     uses_credits: bool
     expires_at: float | None
     metadata: dict[str, Any]
+    role: Role
 
 
 class TeamFields(TypedDict, total=False):
@@ -80,6 +91,7 @@ class TeamFields(TypedDict, total=False):
     budget_usd: float | None
     budget_period: Period
     metadata: dict[str, Any]
+    uses_credits: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,17 @@ from unigate.state.db import Database, Row, Sql, placeholders
 from unigate.state.errors import Invalid, NotFound
 from unigate.state.fields import KEY_FIELDS, TEAM_FIELDS, check, dump_json, opt_float, opt_int
 from unigate.state.key_secrets import hash_secret, new_key_id, new_secret, new_team_id
-from unigate.state.records import AuditEntry, Key, KeyFields, Period, Team, TeamFields
+from unigate.state.records import AuditEntry, Key, KeyFields, Period, Role, Team, TeamFields
 
 _KEY_COLS = (
     "id, name, secret_hash, team, models, rpm, tpm, max_parallel, budget_usd, budget_period, uses_credits, "
-    "expires_at, metadata, created_at, revoked_at, previous_hash, previous_valid_until"
+    "expires_at, metadata, created_at, revoked_at, previous_hash, previous_valid_until, role"
 )
-_TEAM_COLS = "id, name, models, rpm, tpm, max_parallel, budget_usd, budget_period, metadata, created_at"
+_TEAM_COLS = "id, name, models, rpm, tpm, max_parallel, budget_usd, budget_period, metadata, created_at, uses_credits"
 _KEY_SET = (
     "UPDATE keys SET name = ?, secret_hash = ?, team = ?, models = ?, rpm = ?, tpm = ?, max_parallel = ?, "
     "budget_usd = ?, budget_period = ?, uses_credits = ?, expires_at = ?, metadata = ?, revoked_at = ?, "
-    "previous_hash = ?, previous_valid_until = ? WHERE id = ?"
+    "previous_hash = ?, previous_valid_until = ?, role = ? WHERE id = ?"
 )
 _BUMP = Sql("UPDATE state_version SET version = version + 1 WHERE id = 1")
 #: admin changes are rare; one lock name keeps them (and the version counter) in one order
@@ -37,7 +37,7 @@ def _key(row: Row) -> Key:
         tpm=opt_int(row[6]), max_parallel=opt_int(row[7]), budget_usd=opt_float(row[8]),
         budget_period=cast(Period, row[9]), uses_credits=bool(row[10]), expires_at=opt_float(row[11]),
         metadata=json.loads(row[12]), created_at=float(row[13]), revoked_at=opt_float(row[14]),
-        previous_hash=row[15], previous_valid_until=opt_float(row[16]),
+        previous_hash=row[15], previous_valid_until=opt_float(row[16]), role=cast(Role, row[17]),
     )  # fmt: skip
 
 
@@ -45,7 +45,7 @@ def _team(row: Row) -> Team:
     return Team(
         id=row[0], name=row[1], models=json.loads(row[2]), rpm=opt_int(row[3]), tpm=opt_int(row[4]),
         max_parallel=opt_int(row[5]), budget_usd=opt_float(row[6]), budget_period=cast(Period, row[7]),
-        metadata=json.loads(row[8]), created_at=float(row[9]),
+        metadata=json.loads(row[8]), created_at=float(row[9]), uses_credits=bool(row[10]),
     )  # fmt: skip
 
 
@@ -53,14 +53,14 @@ def _key_values(k: Key) -> list[Any]:
     return [
         k.name, k.secret_hash, k.team, dump_json(k.models), k.rpm, k.tpm, k.max_parallel, opt_float(k.budget_usd),
         k.budget_period, int(k.uses_credits), opt_float(k.expires_at), dump_json(k.metadata), opt_float(k.revoked_at),
-        k.previous_hash, opt_float(k.previous_valid_until),
+        k.previous_hash, opt_float(k.previous_valid_until), k.role,
     ]  # fmt: skip
 
 
 def _team_values(t: Team) -> list[Any]:
     return [
         t.name, dump_json(t.models), t.rpm, t.tpm, t.max_parallel, opt_float(t.budget_usd), t.budget_period,
-        dump_json(t.metadata),
+        dump_json(t.metadata), int(t.uses_credits),
     ]  # fmt: skip
 
 
@@ -85,7 +85,7 @@ class SqlKeyStore:
             if team is not None and not rows[0]:
                 raise NotFound(f"team {team!r} does not exist")
             values = _key_values(key)
-            insert = Sql(f"INSERT INTO keys ({_KEY_COLS}) VALUES ({placeholders(17)})", [key.id, *values[:12], now, *values[12:]])
+            insert = Sql(f"INSERT INTO keys ({_KEY_COLS}) VALUES ({placeholders(18)})", [key.id, *values[:12], now, *values[12:]])
             return key, [insert, _audit(now, actor, "key.create", key.id, dict(fields)), _BUMP]
 
         return await self._db.atomic(_LOCKS, [_team_exists(team)], decide), secret
@@ -185,7 +185,8 @@ class SqlKeyStore:
         def decide(rows: list[list[Row]]) -> tuple[Team, Sequence[Sql]]:
             if rows[0]:
                 raise Invalid(f"team {team.id!r} already exists")
-            insert = Sql(f"INSERT INTO teams ({_TEAM_COLS}) VALUES ({placeholders(10)})", [team.id, *_team_values(team), t])
+            values = _team_values(team)
+            insert = Sql(f"INSERT INTO teams ({_TEAM_COLS}) VALUES ({placeholders(11)})", [team.id, *values[:-1], t, values[-1]])
             return team, [insert, _audit(t, actor, "team.create", team.id, dict(fields)), _BUMP]
 
         return await self._db.atomic(_LOCKS, [_team_exists(team.id)], decide)
@@ -207,7 +208,7 @@ class SqlKeyStore:
             new = dataclasses.replace(_team(rows[0][0]), **changes)
             update = Sql(
                 "UPDATE teams SET name = ?, models = ?, rpm = ?, tpm = ?, max_parallel = ?, budget_usd = ?, "
-                "budget_period = ?, metadata = ? WHERE id = ?",
+                "budget_period = ?, metadata = ?, uses_credits = ? WHERE id = ?",
                 [*_team_values(new), team_id],
             )
             return new, [update, _audit(t, actor, "team.update", team_id, dict(changes)), _BUMP]

@@ -1,15 +1,18 @@
-"""The admin surface, master key only (a virtual key is refused here):
+"""The admin surface, for the master key and keys with an admin role (governance/auth.py:
+"admin" may do everything here, "viewer" may only read (GET); other keys get a 403):
 
+    GET  /admin/whoami                 the key signed in with: its id, role and team
     GET  /admin/deployments            each deployment's health as the router sees it
     POST /admin/keys                   a virtual key: {name, team, models, rpm, tpm, max_parallel,
-                                       budget_usd, budget_period, uses_credits, credits_usd, expires_at, metadata};
+                                       budget_usd, budget_period, uses_credits, credits_usd, expires_at, metadata,
+                                       role ("user" default, "viewer", "admin")};
                                        the answer carries `id` and, this once, the secret as `key`
     GET  /admin/keys, /admin/keys/{id} keys (never a secret or its hash)
     PATCH /admin/keys/{id}             change fields
     POST /admin/keys/{id}/revoke       stops working everywhere within a second
     POST /admin/keys/{id}/rotate       a new secret; {"grace_seconds": n} keeps the old one that long
     POST /admin/teams                  a team: {id (optional), name, models, rpm, tpm, max_parallel, budget_usd,
-                                       budget_period, metadata}
+                                       budget_period, uses_credits, metadata}
     GET  /admin/teams, /admin/teams/{id}
     PATCH /admin/teams/{id}            change fields
     POST /admin/credits                {account: "key:<id>" | "team:<id>", amount_usd, note}: a top-up
@@ -22,9 +25,10 @@
 Every route answers 503 when the gateway keeps no state (no master key). docs/admin-api.md
 describes each field, answer and error, and the `unigate` command that calls it.
 
-Keys and teams carry limits (rpm, tpm, max_parallel), a budget (budget_usd, budget_period) and,
-for keys, credits (uses_credits; credits_usd on create is a first top-up), enforced on every
-call by governance/enforce.py."""
+Keys and teams carry limits (rpm, tpm, max_parallel), a budget (budget_usd, budget_period) and
+credits (uses_credits; a key's credits_usd on create is a first top-up; a key with credits of
+its own pays from them, else its team pays when the team uses credits), enforced on every call
+by governance/enforce.py. Changes are audited under the actor "master" or "key:<id>"."""
 
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
-from unigate.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
+from unigate.errors import InvalidRequest, NotFound, ServiceUnavailable
+from unigate.governance.auth import Principal, require_admin
 from unigate.pipeline import Gateway
 from unigate.providers.base import Deployment
 from unigate.state import State
@@ -54,18 +59,13 @@ from unigate.surfaces import validate
 from unigate.surfaces.openai import guarded
 
 
-class Forbidden(GatewayError):
-    status = 403
-    type = "permission_error"
-    default_code = "admin_only"
-
-
 class AdminSurface:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/admin/deployments", guarded(self.deployments)),
+        return [web.get("/admin/whoami", guarded(self.whoami)),
+                web.get("/admin/deployments", guarded(self.deployments)),
                 web.post("/admin/keys", guarded(self.create_key)),
                 web.get("/admin/keys", guarded(self.list_keys)),
                 web.get("/admin/keys/{key_id}", guarded(self.get_key)),
@@ -81,10 +81,15 @@ class AdminSurface:
                 web.get("/admin/usage", guarded(self.usage)),
                 web.get("/admin/audit", guarded(self.audit))]
 
-    async def _admin(self, request: web.Request) -> None:
-        principal = await self.gw.auth.authenticate(request.headers)
-        if not principal.is_master:
-            raise Forbidden("The admin API takes the master key only.")
+    async def _admin(self, request: web.Request) -> str:
+        """Who may do this (a GET reads, every other method changes something): the actor the
+        audit trail names for it."""
+        return (await admin_principal(self.gw, request)).actor
+
+    async def whoami(self, request: web.Request, rid: str) -> web.Response:
+        p = await admin_principal(self.gw, request)
+        return _json({"object": "principal", "key_id": None if p.is_master else p.key_id, "master": p.is_master,
+                      "role": p.role, "team": p.team}, rid)
 
     def _keys(self) -> Any:
         return self._state().keys
@@ -101,7 +106,7 @@ class AdminSurface:
         return validate.parse_json_object(raw, 32) if raw.strip() else {}
 
     async def create_key(self, request: web.Request, rid: str) -> web.Response:
-        await self._admin(request)
+        actor = await self._admin(request)
         store, fields = self._keys(), await self._fields(request)
         credits = fields.pop("credits_usd", None)
         if credits is not None:
@@ -110,11 +115,11 @@ class AdminSurface:
                                      param="credits_usd")
             fields.setdefault("uses_credits", True)
         with _state_errors():
-            key, secret = await store.create_key(fields, actor="master")
+            key, secret = await store.create_key(fields, actor=actor)
         out = {**public(key), "key": secret}
         if credits is not None:
             # a second transaction (the key must exist to be topped up), audited as any top-up
-            out["balance_usd"] = await self._state().spend.add_credits(key.account, float(credits), actor="master",
+            out["balance_usd"] = await self._state().spend.add_credits(key.account, float(credits), actor=actor,
                                                                        note="initial credits")
         return _json(out, rid, status=201)
 
@@ -131,31 +136,31 @@ class AdminSurface:
         return _json(public(key), rid)
 
     async def update_key(self, request: web.Request, rid: str) -> web.Response:
-        await self._admin(request)
+        actor = await self._admin(request)
         store, fields = self._keys(), await self._fields(request)
         with _state_errors():
-            key = await store.update_key(request.match_info["key_id"], fields, actor="master")
+            key = await store.update_key(request.match_info["key_id"], fields, actor=actor)
         return _json(public(key), rid)
 
     async def revoke_key(self, request: web.Request, rid: str) -> web.Response:
-        await self._admin(request)
+        actor = await self._admin(request)
         with _state_errors():
-            key = await self._keys().revoke_key(request.match_info["key_id"], actor="master")
+            key = await self._keys().revoke_key(request.match_info["key_id"], actor=actor)
         return _json(public(key), rid)
 
     async def rotate_key(self, request: web.Request, rid: str) -> web.Response:
-        await self._admin(request)
+        actor = await self._admin(request)
         raw = await request.read()
         body = validate.parse_json_object(raw, 8) if raw.strip() else {}
         grace = body.get("grace_seconds", 0)
         if type(grace) not in (int, float) or not 0 <= grace <= 30 * 86400:
             raise InvalidRequest("grace_seconds: a number of seconds, 0 to 30 days.", param="grace_seconds")
         with _state_errors():
-            key, secret = await self._keys().rotate_key(request.match_info["key_id"], float(grace), actor="master")
+            key, secret = await self._keys().rotate_key(request.match_info["key_id"], float(grace), actor=actor)
         return _json({**public(key), "key": secret}, rid)
 
     async def create_team(self, request: web.Request, rid: str) -> web.Response:
-        await self._admin(request)
+        actor = await self._admin(request)
         store, fields = self._keys(), await self._fields(request)
         team_id = fields.pop("id", None)
         if team_id is not None and (not isinstance(team_id, str) or not _TEAM_ID.fullmatch(team_id)):
@@ -165,7 +170,7 @@ class AdminSurface:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("name: a team needs a non-empty name.", param="name")
         with _state_errors("team_not_found"):
-            team = await store.create_team(fields, actor="master", team_id=team_id)
+            team = await store.create_team(fields, actor=actor, team_id=team_id)
         return _json(public_team(team), rid, status=201)
 
     async def list_teams(self, request: web.Request, rid: str) -> web.Response:
@@ -182,14 +187,14 @@ class AdminSurface:
         return _json(public_team(team), rid)
 
     async def update_team(self, request: web.Request, rid: str) -> web.Response:
-        await self._admin(request)
+        actor = await self._admin(request)
         store, fields = self._keys(), await self._fields(request)
         with _state_errors("team_not_found"):
-            team = await store.update_team(request.match_info["team_id"], fields, actor="master")
+            team = await store.update_team(request.match_info["team_id"], fields, actor=actor)
         return _json(public_team(team), rid)
 
     async def add_credits(self, request: web.Request, rid: str) -> web.Response:
-        await self._admin(request)
+        actor = await self._admin(request)
         state = self._state()
         raw = await request.read()
         body = validate.parse_json_object(raw, 8)
@@ -205,12 +210,12 @@ class AdminSurface:
         account = await self._account(body.get("account"))
         t = time.time()
         try:
-            balance = await state.spend.add_credits(account, amount, actor="master", note=note, now=t)
+            balance = await state.spend.add_credits(account, amount, actor=actor, note=note, now=t)
         except ValueError as e:  # the store's own checks, should the ones above ever drift from them
             raise InvalidRequest(f"amount_usd: {e}.", param="amount_usd") from None
         # the entry as stored (built here: reading it back could race a charge to the same account)
         nanos = to_nanos(amount)
-        entry = CreditEntry(t, account, "topup" if nanos > 0 else "adjustment", to_usd(nanos), "master", note, None)
+        entry = CreditEntry(t, account, "topup" if nanos > 0 else "adjustment", to_usd(nanos), actor, note, None)
         return _json({"account": account, "balance_usd": balance, "entry": public_entry(entry)}, rid)
 
     async def show_credits(self, request: web.Request, rid: str) -> web.Response:
@@ -284,6 +289,12 @@ class AdminSurface:
                             headers={"x-request-id": rid})
 
 
+async def admin_principal(gw: Gateway, request: web.Request) -> Principal:
+    """The caller, if it may do this on the admin API (else 401 or 403)."""
+    principal = await gw.auth.authenticate(request.headers)
+    return require_admin(principal, write=request.method not in ("GET", "HEAD"))
+
+
 def describe(router: Any, d: Deployment) -> dict[str, Any]:
     st = router.breakers.state(d.id)
     fig = router.live.figures(d.id)
@@ -305,13 +316,13 @@ def public(k: Key) -> dict[str, Any]:
             "rpm": k.rpm, "tpm": k.tpm, "max_parallel": k.max_parallel, "budget_usd": k.budget_usd,
             "budget_period": k.budget_period, "uses_credits": k.uses_credits,
             "expires_at": k.expires_at, "metadata": k.metadata, "created_at": k.created_at,
-            "revoked_at": k.revoked_at, "previous_valid_until": k.previous_valid_until}
+            "revoked_at": k.revoked_at, "previous_valid_until": k.previous_valid_until, "role": k.role}
 
 
 def public_team(t: Team) -> dict[str, Any]:
     return {"id": t.id, "object": "team", "name": t.name, "models": list(t.models), "rpm": t.rpm, "tpm": t.tpm,
             "max_parallel": t.max_parallel, "budget_usd": t.budget_usd, "budget_period": t.budget_period,
-            "metadata": t.metadata, "created_at": t.created_at}
+            "uses_credits": t.uses_credits, "metadata": t.metadata, "created_at": t.created_at}
 
 
 def public_entry(e: CreditEntry) -> dict[str, Any]:

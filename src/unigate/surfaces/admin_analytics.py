@@ -1,4 +1,4 @@
-"""The analytics routes of the admin surface (master key only, as every /admin route):
+"""The analytics routes of the admin surface (the master key, "admin" and "viewer" keys):
 
     GET /admin/analytics/summary                 figures over a range, optionally per group
     GET /admin/analytics/timeseries              the same per minute, hour or day
@@ -27,7 +27,7 @@ from unigate.errors import InvalidRequest, NotFound, ServiceUnavailable
 from unigate.pipeline import Gateway
 from unigate.state.db import Database, Sql
 from unigate.state.sql_analytics import DAY, DIMS, HOUR, BadCursor, SqlAnalytics, iso
-from unigate.surfaces.admin import Forbidden, parse_time, query_limit
+from unigate.surfaces.admin import admin_principal, parse_time, query_limit
 from unigate.surfaces.openai import guarded
 
 log = logging.getLogger("unigate.analytics")
@@ -123,9 +123,7 @@ class AnalyticsSurface:
             await asyncio.sleep(REFRESH_EVERY)
 
     async def _admin(self, request: web.Request) -> None:
-        principal = await self.gw.auth.authenticate(request.headers)
-        if not principal.is_master:
-            raise Forbidden("The admin API takes the master key only.")
+        await admin_principal(self.gw, request)  # every route here reads: "viewer" keys too
 
     # -- the routes ----------------------------------------------------------------------------
 

@@ -2,17 +2,30 @@
 // sessionStorage: it is gone when the tab closes, and no other site can read it.
 
 const STORE = "unigate.key";
+// the signed-in key's role ("admin", or "viewer": read only), from /admin/whoami
+const ROLE = "unigate.role";
 
 export function getKey() {
   return sessionStorage.getItem(STORE);
 }
 
-export function setKey(key) {
+export function setKey(key, role) {
   sessionStorage.setItem(STORE, key);
+  sessionStorage.setItem(ROLE, role);
 }
 
 export function clearKey() {
   sessionStorage.removeItem(STORE);
+  sessionStorage.removeItem(ROLE);
+}
+
+export function getRole() {
+  return sessionStorage.getItem(ROLE);
+}
+
+/** Whether the key may change things (the gateway refuses a viewer's changes either way). */
+export function canWrite() {
+  return getRole() !== "viewer";
 }
 
 export class ApiError extends Error {

@@ -1,7 +1,7 @@
 // The dashboard's shell: sign-in, navigation and the hash router (#/page/arg?query). Each page
 // is a module loaded when first opened: the overview's code is all a first visit fetches.
 
-import { api, ApiError, clearKey, getKey, setKey } from "./api.js";
+import { api, ApiError, canWrite, clearKey, getKey, setKey } from "./api.js";
 import { errorBox, field, h, mount, spinner } from "./dom.js";
 import { route } from "./nav.js";
 
@@ -28,7 +28,8 @@ function signIn(message) {
   const button = h("button", { type: "submit", class: "primary" }, "Sign in");
   const form = h("form", { class: "card signin", "aria-labelledby": "signin-title" },
     h("h1", { id: "signin-title" }, "unigate"),
-    h("p", { id: "signin-help" }, "Sign in with the gateway's master key (UNIGATE_MASTER_KEY) or an admin key. "
+    h("p", { id: "signin-help" }, "Sign in with the gateway's master key (UNIGATE_MASTER_KEY) or a key with the role "
+      + "admin (or viewer, to look without changing anything). "
       + "It is kept in this tab only, and sent only to this gateway."),
     field("Admin key", input), button, status);
   form.addEventListener("submit", async (ev) => {
@@ -37,9 +38,9 @@ function signIn(message) {
     button.disabled = true;
     mount(status, spinner("Checking the key…"));
     try {
-      // any admin route tells whether the key is an admin's: this one needs no state
-      await api("/admin/deployments", { key });
-      setKey(key);
+      // a 403 for a key without an admin role; else who it is (needs no state)
+      const me = await api("/admin/whoami", { key });
+      setKey(key, me.role);
       shell();
     } catch (e) {
       const text = e instanceof ApiError && e.status === 401 ? `This key was not accepted: ${e.message}`
@@ -59,8 +60,11 @@ function shell() {
   nav = h("nav", { "aria-label": "Pages" },
     h("ul", null, PAGES.map(([id, label]) => h("li", null, h("a", { href: `#/${id}`, "data-page": id }, label)))));
   const signOut = h("button", { type: "button", class: "link", onclick: () => { clearKey(); signIn(); } }, "Sign out");
+  const viewer = canWrite() ? null
+    : h("span", { class: "badge", title: "This key may look but not change anything", "data-testid": "read-only" }, "read only");
   main = h("main", { id: "main", tabindex: "-1" });
-  mount(root, h("header", { class: "top" }, h("a", { class: "brand", href: "#/overview" }, "unigate"), nav, signOut), main);
+  mount(root, h("header", { class: "top" }, h("a", { class: "brand", href: "#/overview" }, "unigate"), nav, viewer, signOut),
+    main);
   render();
 }
 

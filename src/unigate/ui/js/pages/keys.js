@@ -1,12 +1,15 @@
 // Keys & teams: create (a key's secret is shown once), change limits and budgets, top up
-// credits, rotate and revoke keys. Two API calls to show; each change reloads them.
+// credits, rotate and revoke keys. Two API calls to show; each change reloads them. A viewer key
+// sees the same tables without the buttons (the gateway would refuse its changes anyway).
 
-import { api } from "../api.js";
+import { api, canWrite } from "../api.js";
 import { formDialog } from "../dialog.js";
 import { errorBox, field, fmtTime, fmtUsd, h, mount, select, spinner, table } from "../dom.js";
 import { pageHeader } from "../widgets.js";
 
 const PERIODS = [["monthly", "monthly"], ["weekly", "weekly"], ["daily", "daily"], ["total", "total"]];
+const ROLES = [["user", "user: calls models only"], ["viewer", "viewer: also reads the admin API and this dashboard"],
+  ["admin", "admin: also changes keys, teams and credits"]];
 // a secret just issued: shown above the tables until dismissed, never stored anywhere
 let issued = null;
 
@@ -27,32 +30,35 @@ async function build(holder) {
     }
   };
   const teamIds = teams.data.map((t) => t.id);
+  const writes = canWrite();
   mount(holder,
-    pageHeader("Keys & teams",
+    writes ? pageHeader("Keys & teams",
       h("button", { type: "button", class: "primary", onclick: () => keyDialog(null, teamIds, reload) }, "New key"),
-      h("button", { type: "button", onclick: () => teamDialog(null, reload) }, "New team")),
+      h("button", { type: "button", onclick: () => teamDialog(null, reload) }, "New team"))
+      : pageHeader("Keys & teams", h("span", { class: "muted" }, "read only")),
     issued ? secretPanel(issued, reload) : null,
     h("section", { class: "card" }, h("h2", null, "Keys"), table([
       { label: "Name", cell: (k) => k.name || h("em", null, "unnamed") },
       { label: "Id", cell: (k) => h("span", { class: "mono" }, k.id) },
       { label: "Team", cell: (k) => k.team ?? "–" },
       { label: "Status", cell: (k) => keyStatus(k) },
+      { label: "Role", cell: (k) => k.role },
       { label: "Models", cell: (k) => (k.models.length ? k.models.join(", ") : "all") },
       { label: "Limits", cell: (k) => limits(k) },
       { label: "Budget", cell: (k) => budget(k) },
       { label: "Created", cell: (k) => h("span", { class: "nowrap" }, fmtTime(k.created_at)) },
-      { label: "Actions", cell: (k) => keyActions(k, teamIds, reload) },
-    ], keys.data, { empty: "No keys yet: create one." })),
+      writes ? { label: "Actions", cell: (k) => keyActions(k, teamIds, reload) } : null,
+    ].filter(Boolean), keys.data, { empty: "No keys yet: create one." })),
     h("section", { class: "card" }, h("h2", null, "Teams"), table([
       { label: "Name", cell: (t) => t.name },
       { label: "Id", cell: (t) => h("span", { class: "mono" }, t.id) },
       { label: "Models", cell: (t) => (t.models.length ? t.models.join(", ") : "all") },
       { label: "Limits", cell: (t) => limits(t) },
       { label: "Budget", cell: (t) => budget(t) },
-      { label: "Actions", cell: (t) => h("div", { class: "row-actions" },
+      writes ? { label: "Actions", cell: (t) => h("div", { class: "row-actions" },
         h("button", { type: "button", onclick: () => teamDialog(t, reload) }, "Edit"),
-        h("button", { type: "button", onclick: () => topUpDialog(`team:${t.id}`, reload) }, "Top up")) },
-    ], teams.data, { empty: "No teams yet." })));
+        h("button", { type: "button", onclick: () => topUpDialog(`team:${t.id}`, reload) }, "Top up")) } : null,
+    ].filter(Boolean), teams.data, { empty: "No teams yet." })));
 }
 
 function keyStatus(k) {
@@ -140,11 +146,13 @@ function keyDialog(k, teamIds, reload) {
     field("Team", select("team", [["", "none"], ...teamIds.map((t) => [t, t])], editing ? k.team || "" : "")),
     ...limitFields(k),
     field("Pay from credits", h("input", { type: "checkbox", name: "uses_credits", checked: editing && k.uses_credits })),
+    field("Role", select("role", ROLES, editing ? k.role : "user")),
     editing ? null : field("First top-up (USD)", h("input", { name: "credits_usd", type: "number", min: "0", step: "0.01",
       placeholder: "none" })),
   ];
   formDialog(editing ? `Edit key ${k.name || k.id}` : "New key", fields, editing ? "Save" : "Create key", async (data) => {
-    const body = { ...limitValues(data, editing), uses_credits: data.get("uses_credits") === "on" };
+    const body = { ...limitValues(data, editing), uses_credits: data.get("uses_credits") === "on",
+      role: data.get("role") };
     const name = String(data.get("name") || "").trim();
     if (name || !editing) body.name = name;
     const team = data.get("team");
@@ -171,9 +179,12 @@ function teamDialog(t, reload) {
       pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}" }), "Letters, digits, _ . -; it names the team in URLs."),
     field("Name", h("input", { name: "name", value: editing ? t.name : "", required: true, autocomplete: "off" })),
     ...limitFields(t),
+    field("Pay its keys' calls from the team's credits", h("input", { type: "checkbox", name: "uses_credits",
+      checked: editing && t.uses_credits }), "Keys with credits of their own pay from those."),
   ];
   formDialog(editing ? `Edit team ${t.name}` : "New team", fields, editing ? "Save" : "Create team", async (data) => {
-    const body = { ...limitValues(data, editing), name: String(data.get("name")).trim() };
+    const body = { ...limitValues(data, editing), name: String(data.get("name")).trim(),
+      uses_credits: data.get("uses_credits") === "on" };
     const id = String(data.get("id") || "").trim();
     if (!editing && id) body.id = id;
     if (editing) await api(`/admin/teams/${encodeURIComponent(t.id)}`, { method: "PATCH", body });
