@@ -185,6 +185,12 @@ class StateConfig(_Strict, frozen=True):
     ~/.local/share/unigate, then `unigate.db`."""
 
     path: str | None = None
+    #: days a stored Responses API answer (`store`) is kept and can be chained; null: for ever
+    responses_ttl_days: float | None = 30.0
+
+    def __post_init__(self) -> None:
+        if self.responses_ttl_days is not None and not self.responses_ttl_days > 0:
+            raise ValueError(f"`responses_ttl_days` must be above 0 (or null: for ever), got {self.responses_ttl_days}")
 
 
 class GovernanceConfig(_Strict, frozen=True):

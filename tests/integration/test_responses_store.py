@@ -210,3 +210,20 @@ async def test_bad_requests_are_clear_400s(start_gateway: GatewayFactory, openai
         err = (await r.json())["error"]
     assert err["type"] == "invalid_request_error" and err["param"] == param and words in err["message"], err
     assert len(openai_fake.requests) == before  # refused before any upstream call
+
+
+async def test_stored_responses_expire_after_the_configured_days(start_gateway: GatewayFactory,
+                                                                 openai_fake: FakeOpenAI, tmp_path: Any) -> None:
+    import asyncio
+
+    # 1.5 s, in days: the config's value reaches the store
+    gw = await start_gateway({"state": {"responses_ttl_days": 1.5 / 86400}},
+                             env=env(openai_fake, UNIGATE_MASTER_KEY=MASTER, UNIGATE_DATA_DIR=str(tmp_path)))
+    c = client(gw)
+    first = await c.responses.create(model=COMPAT, input="Remember me.")
+    assert (await c.responses.retrieve(first.id)).id == first.id
+    await asyncio.sleep(1.6)
+    with pytest.raises(openai.NotFoundError):
+        await c.responses.retrieve(first.id)
+    with pytest.raises(openai.BadRequestError):  # as for an id never stored
+        await c.responses.create(model=COMPAT, input="Who am I?", previous_response_id=first.id)

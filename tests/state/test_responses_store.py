@@ -9,6 +9,7 @@ import orjson
 
 from tests.state.conftest import Backend
 from unigate.state import State
+from unigate.state.db import Sql
 from unigate.state.sql_responses import SqlResponses, StoredResponse
 
 
@@ -48,3 +49,22 @@ async def test_another_worker_reads_it(backend: Backend, state: State) -> None:
         assert got.conversation[0]["content"][0]["text"] == "héllo \u2603"
     finally:
         await other.close()
+
+
+async def test_rows_expire_after_the_ttl_and_are_purged(state: State) -> None:
+    clock = [1_700_000_000.0]
+    store = SqlResponses(state.db, ttl=100.0, now=lambda: clock[0])
+    await store.put(dataclasses.replace(row("resp_old"), created_at=clock[0] - 150))  # written already expired
+    await store.put(dataclasses.replace(row("resp_new"), created_at=clock[0]))
+    assert await store.get("resp_old", "key_a") is None and await store.delete("resp_old", "key_a") is False
+    assert await store.get("resp_new", "key_a") is not None
+    clock[0] += 101  # resp_new expires too; the next write purges both (the first purge was at the first put)
+    assert await store.get("resp_new", "key_a") is None
+    clock[0] += 300
+    await store.put(dataclasses.replace(row("resp_next"), created_at=clock[0]))
+    ids = sorted(r[0] for r in await state.db.fetch(Sql("SELECT id FROM responses")))
+    assert ids == ["resp_next"]
+    # without a ttl nothing expires (the default of the class; the gateway passes the config's 30 days)
+    forever = SqlResponses(state.db)
+    await forever.put(dataclasses.replace(row("resp_ancient"), created_at=1.0))
+    assert await forever.get("resp_ancient", "key_a") is not None

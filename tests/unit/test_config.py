@@ -34,6 +34,7 @@ def test_missing_env_var_names_file_and_path(tmp_path: Path) -> None:
         ({"deployments": [{"name": "a", "model": "no-slash"}]}, "$.deployments[0].model"),
         ({"deployments": [{"name": "a"}]}, "model"),
         ({"aliases": {"a": []}}, "$.aliases.a"),
+        ({"state": {"responses_ttl_days": 0}}, "responses_ttl_days"),
         ([1, 2], "top level"),
     ],
 )

@@ -93,7 +93,8 @@ class ResponsesSurface:
         if state is None:
             return None
         if self._store is None:
-            self._store = SqlResponses(state.db)
+            days = self.gw.cfg.state.responses_ttl_days
+            self._store = SqlResponses(state.db, ttl=None if days is None else days * 86400.0)
         return self._store
 
     # ------------------------------------------------------------------ POST /v1/responses
