@@ -54,8 +54,9 @@ def invoke(config: str, a: argparse.Namespace) -> Path:
 
 
 def figures(path: Path) -> dict[str, float]:
-    """unigate ÷ floor requests/s per mode, CPU per request ÷ floor's, and added p50 (ms) at each
-    latency concurrency, from one invocation's results."""
+    """unigate ÷ floor requests/s per mode, CPU per request ÷ floor's, and added p50/p99 (ms) at
+    each latency concurrency (wrk's whole-request latency, and the streams' time to first event),
+    from one invocation's results."""
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     tput = {(r["mode"], r["peer"]): r for r in recs if r.get("phase") == "tput"}
     lat = {(r["mode"], r.get("conns"), r["peer"]): r for r in recs if r.get("phase") == "lat"}
@@ -72,6 +73,12 @@ def figures(path: Path) -> dict[str, float]:
         if peer in ("unigate", "floor") and d:
             for q in ("p50", "p99"):
                 out[f"{peer} added {q} {mode} c{conns} ms"] = (r[f"{q}_us"] - d[f"{q}_us"]) / 1000
+    ttfb = {(r.get("conns"), r["peer"]): r for r in recs if r.get("phase") == "ttfb"}
+    for (conns, peer), r in ttfb.items():
+        d = ttfb.get((conns, "direct"))
+        if peer in ("unigate", "floor") and d:
+            for q in ("p50", "p99"):
+                out[f"{peer} added ttfb {q} c{conns} ms"] = r[f"ttfb_{q}_ms"] - d[f"ttfb_{q}_ms"]
     return out
 
 
