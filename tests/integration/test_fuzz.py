@@ -176,7 +176,7 @@ class HealthyGemini(FakeGemini):
 OPENAI_UPSTREAM_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"})
 ANTHROPIC_UPSTREAM_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 GEMINI_UPSTREAM_PATH = re.compile(
-    r"^/(v1|v1beta)/(models|tunedModels)/(?P<model>[^/?#]+):(generateContent|streamGenerateContent|batchEmbedContents)$"
+    r"^/(v1|v1beta)/(models|tunedModels)/(?P<model>[^/?#]+):(generateContent|streamGenerateContent|batchEmbedContents|countTokens)$"
 )
 
 
