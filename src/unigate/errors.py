@@ -11,6 +11,7 @@
     ├── ServiceUnavailable             503    server_error (+ Retry-After)
     └── UpstreamError                  the upstream's trouble, mapped
         ├── UpstreamBadRequest         400 (the upstream refused the request)
+        │   └── UpstreamCannotCount    400 (no token count for this model: estimated instead)
         ├── UpstreamAuthError          401
         ├── UpstreamRateLimited        429 (keeps Retry-After)
         ├── UpstreamUnavailable        502/503 (5xx, connection failures)
@@ -162,6 +163,14 @@ class UpstreamBadRequest(UpstreamError):
     type = "invalid_request_error"
     default_code = "upstream_bad_request"
     fallbackable = False
+
+
+class UpstreamCannotCount(UpstreamBadRequest):
+    """The provider has a token count, but not for this model (Bedrock's CountTokens takes some
+    models only): the Anthropic surface estimates instead, and another deployment may count."""
+
+    default_code = "count_unsupported"
+    fallbackable = True
 
 
 class UpstreamAuthError(UpstreamError):

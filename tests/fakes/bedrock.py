@@ -46,7 +46,9 @@ ERROR_STATUS = {"ValidationException": 400, "AccessDeniedException": 403, "Resou
                 "ModelNotReadyException": 429, "InternalServerException": 500, "ServiceUnavailableException": 503,
                 "ServiceQuotaExceededException": 400}
 
-_PATH = re.compile(r"/model/([^/?]+)/(converse|converse-stream)")
+_PATH = re.compile(r"/model/([^/?]+)/(converse|converse-stream|count-tokens)")
+#: what CountTokens' ConverseTokensRequest takes (service-2.json)
+_COUNT_FIELDS = {"messages", "system", "toolConfig", "additionalModelRequestFields"}
 _AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
                    r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})")
 
@@ -113,6 +115,8 @@ class FakeBedrock(FakeUpstream):
             return _error("UnknownOperationException", "Unknown operation", 404)
         model, stream = unquote(m[1]), m[2] == "converse-stream"
         req = orjson.loads(body)
+        if m[2] == "count-tokens":
+            return self.count(model, req)
         scenario = model[5:].rsplit("-v1:0", 1)[0] if model.startswith("test.") else ""
         if scenario.startswith("error-"):
             code = scenario[6:]
@@ -129,6 +133,23 @@ class FakeBedrock(FakeUpstream):
             return resp
         await resp.write_eof()
         return resp
+
+    def count(self, model: str, req: dict[str, Any]) -> web.Response:
+        """CountTokens, Converse form. Like the real API it counts Claude models by their model
+        id only (Nova and inference-profile ids such as `us.anthropic...` get a
+        ValidationException). The count is made up but exact to predict: a token per word of the
+        text blocks (system included) and 10 per tool."""
+        inner = req.get("input")
+        if not isinstance(inner, dict) or set(inner) != {"converse"} or set(inner["converse"]) - _COUNT_FIELDS:
+            return _error("ValidationException", "input must be {converse: {messages, system, toolConfig, "
+                          "additionalModelRequestFields}}", 400)
+        if not model.startswith("anthropic."):
+            return _error("ValidationException", "The provided model doesn't support counting tokens.", 400)
+        conv = inner["converse"]
+        blocks = [b for msg in conv.get("messages", []) for b in msg.get("content", [])] + conv.get("system", [])
+        words = sum(len(b["text"].split()) for b in blocks if "text" in b)
+        tools = len((conv.get("toolConfig") or {}).get("tools", []))
+        return web.json_response({"inputTokens": words + 10 * tools})
 
     # ------------------------------------------------------------------ SigV4 check
 

@@ -330,8 +330,23 @@ async def test_count_tokens_exact_from_anthropic(gw: RunningGateway, fakes: dict
     assert headers["x-unigate-token-count"] == "exact" and headers["request-id"]
 
 
-@pytest.mark.parametrize("model", ["openai/gpt-4.1-mini", "gemini/gemini-2.5-flash", "cohere/command-a-03-2025",
-                                   "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"])
+COUNT_BODY: dict[str, Any] = {"system": "x" * 40, "messages": [
+    {"role": "user", "content": [{"type": "text", "text": "y" * 400}, BLOCKS["image-base64"]]}]}
+
+
+@pytest.mark.parametrize("model, fake", [("gemini/gemini-2.5-flash", "gemini"),
+                                         ("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", "bedrock")])
+async def test_count_tokens_exact_from_gemini_and_bedrock(gw: RunningGateway, fakes: dict[str, FakeUpstream],
+                                                          model: str, fake: str) -> None:
+    before = len(fakes[fake].requests)
+    raw = await client(gw).messages.with_raw_response.count_tokens(model=model, **COUNT_BODY)
+    assert raw.headers["x-unigate-token-count"] == "exact"
+    assert (await raw.parse()).input_tokens == 2  # the fakes' count: a token per word (one each)
+    assert len(fakes[fake].requests) == before + 1
+    assert fakes[fake].last.path.endswith((":countTokens", "/count-tokens"))
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4.1-mini", "cohere/command-a-03-2025"])
 async def test_count_tokens_estimated_elsewhere(gw: RunningGateway, fakes: dict[str, FakeUpstream], model: str) -> None:
     before = {name: len(f.requests) for name, f in fakes.items()}
     body: dict[str, Any] = {"model": model, "system": "x" * 40, "messages": [

@@ -340,3 +340,30 @@ async def test_n_above_one_is_a_400(gw: RunningGateway, fake: FakeBedrock) -> No
         await client(gw).chat.completions.create(model=MODEL, messages=MSGS, n=2)
     assert ei.value.code == "unsupported_feature" and ei.value.param == "n"
     assert fake.requests == []
+
+
+# ------------------------------------------------------------------ count_tokens (Anthropic surface)
+
+
+async def test_count_tokens_is_bedrocks_own_count_where_it_has_one(gw: RunningGateway, fake: FakeBedrock) -> None:
+    """`/v1/messages/count_tokens` on a Bedrock model: CountTokens (signed, free) on the Converse
+    translation, marked exact; a model Bedrock does not count (Nova, inference profiles) gets the
+    gateway's estimate, marked as one, instead of an error."""
+    import anthropic
+
+    c = anthropic.AsyncAnthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    tool: Any = {"name": "get_time", "description": "Now", "input_schema": {"type": "object", "properties": {}}}
+    raw = await c.messages.with_raw_response.count_tokens(
+        model=MODEL, system="Be very brief.", tools=[tool], messages=[{"role": "user", "content": "What time is it?"}])
+    assert raw.headers["x-unigate-token-count"] == "exact"
+    assert (await raw.parse()).input_tokens == 3 + 4 + 10  # the fake: a token per word, 10 per tool
+    assert fake.raw_paths[-1] == "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/count-tokens"
+    converse = fake.last.json["input"]["converse"]
+    assert set(converse) == {"messages", "system", "toolConfig"} and converse["system"] == [{"text": "Be very brief."}]
+    assert converse["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_time"
+    assert fake.signature_checks and fake.signature_checks[-1] == ("AKIDTEST", True)
+    for model in ("bedrock/amazon.nova-lite-v1:0", "bedrock/us.anthropic.claude-3-5-haiku-20241022-v1:0"):
+        raw = await c.messages.with_raw_response.count_tokens(model=model, messages=[{"role": "user", "content": "hi"}])
+        assert raw.headers["x-unigate-token-count"] == "estimate", model
+        assert (await raw.parse()).input_tokens == 1
+        assert fake.raw_paths[-1].endswith("/count-tokens")  # asked first, then estimated

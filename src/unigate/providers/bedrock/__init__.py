@@ -3,6 +3,7 @@ every model family on Bedrock (Claude, Nova, Llama, Mistral, Cohere, ...).
 
     POST {base}/model/{modelId}/converse          JSON answer
     POST {base}/model/{modelId}/converse-stream   application/vnd.amazon.eventstream
+    POST {base}/model/{modelId}/count-tokens      CountTokens (the Anthropic surface's count_tokens)
 
 Wire format: botocore `data/bedrock-runtime/2023-09-30/service-2.json`, `eventstream.py`,
 `auth.py` (see /work/shared/reference/providers.md §5). Modules:
@@ -33,7 +34,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 from unigate.canonical.types import JSON
 from unigate.errors import UpstreamError
-from unigate.providers.base import AdapterBase, Deployment, UpstreamRequest
+from unigate.providers.base import AdapterBase, Deployment, NativeBody, UpstreamRequest
 from unigate.providers.bedrock import sign
 from unigate.providers.bedrock.errors import http_error
 from unigate.providers.bedrock.request import READS, build_converse
@@ -42,6 +43,9 @@ from unigate.providers.bedrock.stream import ConverseStreamDecoder
 from unigate.providers.options import BedrockOptions, options_as
 
 __all__ = ["BedrockAdapter"]
+
+#: the parts of a ConverseRequest that CountTokens takes (ConverseTokensRequest, service-2.json)
+_COUNTED = ("messages", "system", "toolConfig", "additionalModelRequestFields")
 
 
 class BedrockAdapter(AdapterBase):
@@ -62,6 +66,25 @@ class BedrockAdapter(AdapterBase):
 
     def chat_response(self, data: bytes, dep: Deployment) -> JSON:
         return parse_converse(data, dep.model)
+
+    def count_tokens_request(self, body: JSON, native: NativeBody, dep: Deployment) -> UpstreamRequest:
+        """CountTokens (free) on the Converse translation of the request. Bedrock counts some
+        models only (Claude models by their model id; not Nova, nor inference-profile ids): for
+        the others it answers a ValidationException, which errors.py makes UpstreamCannotCount,
+        and the surface answers its estimate instead."""
+        p = dep.provider
+        built, _ = build_converse(body, p.id, dep.model, options_as(p.options, BedrockOptions).structured_output)
+        data = orjson.dumps({"input": {"converse": {k: built[k] for k in _COUNTED if k in built}}})
+        url = sign.endpoint(dep, False, "count-tokens")
+        headers = sign.auth_headers(dep, url, data, dict(p.headers))
+        return UpstreamRequest("POST", sign.wire_url(url), headers, data)
+
+    def count_tokens_response(self, data: bytes, dep: Deployment) -> JSON:
+        obj = orjson.loads(data)
+        n = obj.get("inputTokens") if isinstance(obj, dict) else None
+        if type(n) is not int or n < 0:
+            raise ValueError("inputTokens is not a count")
+        return {"input_tokens": n}
 
     def chat_stream(self, body: JSON, dep: Deployment) -> ConverseStreamDecoder:
         return ConverseStreamDecoder(dep.model, dep.provider.id)

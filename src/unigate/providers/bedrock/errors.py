@@ -16,6 +16,7 @@ from unigate.canonical.upstream import retry_after_seconds
 from unigate.errors import (
     UpstreamAuthError,
     UpstreamBadRequest,
+    UpstreamCannotCount,
     UpstreamError,
     UpstreamForbidden,
     UpstreamNotFound,
@@ -76,6 +77,9 @@ def make_error(
     pid: str, code: str | None, message: str, status: int, retry_after: float | None = None
 ) -> UpstreamError:
     text = f"{pid}: {code + ': ' if code else ''}{message or f'upstream answered HTTP {status}'}"
+    if code == "ValidationException" and "counting tokens" in message:
+        # CountTokens on a model it does not count ("The provided model doesn't support counting tokens")
+        return UpstreamCannotCount(text, provider=pid, upstream_status=status)
     hit = _BY_CODE.get(code or "")
     if hit is None and status == 403 and any(h in message.lower() for h in _AUTH_HINTS):
         hit = (UpstreamAuthError, None)

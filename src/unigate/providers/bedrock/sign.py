@@ -28,11 +28,12 @@ SIGNING_NAME = "bedrock"
 DEFAULT_REGION = "us-east-1"
 
 
-def endpoint(dep: Deployment, stream: bool) -> str:
+def endpoint(dep: Deployment, stream: bool, op: str | None = None) -> str:
     """The request URL with the model id percent-encoded as one path segment, the way botocore's
     rest-json serializer renders `/model/{modelId}/converse` (`percent_encode`, safe `-._~`):
-    `anthropic.claude-…-v1:0` -> `…-v1%3A0`, and an ARN's `/` -> `%2F`."""
-    op = "converse-stream" if stream else "converse"
+    `anthropic.claude-…-v1:0` -> `…-v1%3A0`, and an ARN's `/` -> `%2F`. `op` names another
+    operation on the model (`count-tokens`)."""
+    op = op or ("converse-stream" if stream else "converse")
     return f"{dep.provider.base_url}/model/{percent_encode(dep.model)}/{op}"
 
 

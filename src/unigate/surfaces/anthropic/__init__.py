@@ -7,7 +7,7 @@ through the same pipeline as every other call (`Gateway.run`); the answer comes 
 `AnthropicEgress` (response.py for JSON, stream.py for SSE). Keys are read from `x-api-key` or
 `Authorization: Bearer` (the Authenticator takes both); `anthropic-version` and
 `anthropic-beta` are not needed, and go on to Anthropic upstreams (the native pass-through).
-`count_tokens` answers for every model: exactly where the provider counts (Anthropic, Gemini), else an estimate
+`count_tokens` answers for every model: exactly where the provider counts (Anthropic, Gemini, Bedrock), else an estimate
 (count.py). Every failure is Anthropic's error envelope.
 """
 
@@ -20,9 +20,10 @@ import orjson
 from aiohttp import web
 
 from unigate import catalog
+from unigate.canonical.types import JSON
 from unigate.egress import PLAIN_JSON
 from unigate.endpoints import Endpoint
-from unigate.errors import GatewayError
+from unigate.errors import GatewayError, UpstreamCannotCount
 from unigate.pipeline import Call, Gateway
 from unigate.providers.anthropic.native import native_headers
 from unigate.providers.base import AdapterBase, Deployment, NativeBody
@@ -101,7 +102,7 @@ class AnthropicSurface:
 
     async def count_tokens(self, request: web.Request, rid: str) -> web.StreamResponse:
         """Every model has a count: the provider's own (exact, through the same call path) where
-        the deployments include one that counts (Anthropic and Gemini upstreams), else an estimate made
+        the deployments include one that counts (Anthropic, Gemini and Bedrock upstreams), else an estimate made
         here (count.py), with no upstream call. `x-unigate-token-count` says which it is."""
         gw = self.gw
         call = await gw.admit(request, rid, Endpoint.COUNT_TOKENS)
@@ -113,19 +114,27 @@ class AnthropicSurface:
         exact = [d for d in deps if counts_natively(d)]
         if not exact:
             # no upstream call: nothing to route, charge or record in the ledger
-            headers = {"x-request-id": rid, "request-id": rid, TOKEN_COUNT_HEADER: "estimate"}
-            if deps:
-                headers["x-unigate-model"] = deps[0].public_id
-            body = orjson.dumps({"input_tokens": estimate_tokens(call.body)})
-            return web.Response(body=body, content_type="application/json", headers=headers)
+            return _estimate(call.body, rid, deps)
+        messages = call.body
         call.attempts = exact  # the deployments that count; the others would only be skipped
-        # Anthropic counts the client's body as it came; Gemini counts the translation
-        call.native = NativeBody("anthropic", call.body, native_headers(request.headers))
+        # Anthropic counts the client's body as it came; Gemini and Bedrock count the translation
+        call.native = NativeBody("anthropic", messages, native_headers(request.headers))
         call.body, call.egress = canonical, PLAIN_JSON
-        resp = await gw.run(call)
+        try:
+            resp = await gw.run(call)
+        except UpstreamCannotCount:
+            return _estimate(messages, rid, deps)  # a provider that counts, but not this model (Bedrock)
         resp.headers["request-id"] = rid
         resp.headers[TOKEN_COUNT_HEADER] = "exact"
         return resp
+
+
+def _estimate(body: JSON, rid: str, deps: list[Deployment]) -> web.Response:
+    headers = {"x-request-id": rid, "request-id": rid, TOKEN_COUNT_HEADER: "estimate"}
+    if deps:
+        headers["x-unigate-model"] = deps[0].public_id
+    return web.Response(body=orjson.dumps({"input_tokens": estimate_tokens(body)}), content_type="application/json",
+                        headers=headers)
 
 
 def counts_natively(dep: Deployment) -> bool:
