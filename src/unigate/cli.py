@@ -231,6 +231,8 @@ def cmd_teams(args: argparse.Namespace) -> int:
     if getattr(args, "models", None) is not None:
         fields["models"] = [m for m in args.models.split(",") if m]
     fields.update(_limit_fields(args))
+    if getattr(args, "credits", None) is not None:
+        fields["credits_usd"] = args.credits
     act = args.action
     if act == "create":
         out = _admin(args, "POST", "/admin/teams", fields)
@@ -375,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t.add_argument("id")
         if action == "create":
             t.add_argument("--id", dest="id_", help="the team's id (default: a generated team_...)")
+            t.add_argument("--credits", type=float, help="a first top-up in USD (pays the team's keys' calls)")
         if action in ("create", "update"):
             t.add_argument("--name")
             t.add_argument("--models", help="comma-separated ids, aliases or globs (anthropic/*)")

@@ -129,10 +129,13 @@ async def test_create_team_and_audit_log(dashboard: Dashboard, page: Any) -> Non
     await dialog.get_by_label("Id").fill("research")
     await dialog.get_by_label("Name").fill("Research")
     await dialog.get_by_label("Budget (USD)").fill("100")
+    await dialog.get_by_label("First top-up (USD)").fill("7.5")
     await dialog.get_by_role("button", name="Create team").click()
     await page.get_by_role("row").filter(has_text="Research").wait_for()
     status, team = await dashboard.api("GET", "/admin/teams/research")
-    assert status == 200 and team["budget_usd"] == 100
+    assert status == 200 and team["budget_usd"] == 100 and team["uses_credits"] is True
+    status, credits = await dashboard.api("GET", "/admin/credits/team:research")
+    assert status == 200 and credits["balance_usd"] == 7.5
     # a refused change keeps the dialog open with the gateway's message
     await page.get_by_role("button", name="New team").click()
     await dialog.get_by_label("Id").fill("research")

@@ -137,6 +137,9 @@ async def test_keys_create_with_a_role_from_the_cli(gw: RunningGateway, capsys: 
     assert await asyncio.to_thread(main, ["teams", "create", "--url", gw.url, "--id", "pay", "--name", "Pay",
                                           "--uses-credits"]) == 0
     assert orjson.loads(capsys.readouterr().out)["uses_credits"] is True
+    assert await asyncio.to_thread(main, ["teams", "create", "--url", gw.url, "--name", "Funded", "--credits", "5"]) == 0
+    funded = orjson.loads(capsys.readouterr().out)
+    assert funded["uses_credits"] is True and funded["balance_usd"] == 5.0
 
 
 async def test_a_team_pays_its_keys_calls_from_its_credits(gw: RunningGateway) -> None:
@@ -161,6 +164,14 @@ async def test_a_team_pays_its_keys_calls_from_its_credits(gw: RunningGateway) -
     # each call paid once: by the team, or by the key with credits of its own
     assert await state.spend.balance("team:lab") == pytest.approx(COST * 3.5 - served * COST)
     assert await state.spend.balance(f"key:{own['id']}") == pytest.approx(COST * 2.5 - own_served * COST)
+    # a team created with a first top-up pays from it at once
+    status, paid = await admin(gw, "POST", "/admin/teams", {"id": "paid", "name": "Paid", "credits_usd": COST * 2.5})
+    assert status == 201 and paid["uses_credits"] is True and paid["balance_usd"] == pytest.approx(COST * 2.5)
+    member = await make(gw, team="paid")
+    paid_statuses = [(await chat(gw, member["key"], max_tokens=5))[0] for _ in range(4)]
+    assert paid_statuses[0] == 200 and paid_statuses[-1] == 402
+    status, body = await admin(gw, "POST", "/admin/teams", {"name": "Bad", "credits_usd": -1})
+    assert status == 400 and body["error"]["param"] == "credits_usd"
     # turned off: the team's keys are served again with nothing to pay from
     assert (await admin(gw, "PATCH", "/admin/teams/lab", {"uses_credits": False}))[0] == 200
     await asyncio.sleep(1.1)

@@ -12,7 +12,7 @@
     POST /admin/keys/{id}/revoke       stops working everywhere within a second
     POST /admin/keys/{id}/rotate       a new secret; {"grace_seconds": n} keeps the old one that long
     POST /admin/teams                  a team: {id (optional), name, models, rpm, tpm, max_parallel, budget_usd,
-                                       budget_period, uses_credits, metadata}
+                                       budget_period, uses_credits, credits_usd, metadata}
     GET  /admin/teams, /admin/teams/{id}
     PATCH /admin/teams/{id}            change fields
     POST /admin/credits                {account: "key:<id>" | "team:<id>", amount_usd, note}: a top-up
@@ -108,18 +108,13 @@ class AdminSurface:
     async def create_key(self, request: web.Request, rid: str) -> web.Response:
         actor = await self._admin(request)
         store, fields = self._keys(), await self._fields(request)
-        credits = fields.pop("credits_usd", None)
-        if credits is not None:
-            if type(credits) not in (int, float) or not math.isfinite(credits) or not 0 < credits <= 1e6:
-                raise InvalidRequest("credits_usd: a first top-up in USD, above 0 and at most 1,000,000.",
-                                     param="credits_usd")
-            fields.setdefault("uses_credits", True)
+        credits = first_top_up(fields)
         with _state_errors():
             key, secret = await store.create_key(fields, actor=actor)
         out = {**public(key), "key": secret}
         if credits is not None:
             # a second transaction (the key must exist to be topped up), audited as any top-up
-            out["balance_usd"] = await self._state().spend.add_credits(key.account, float(credits), actor=actor,
+            out["balance_usd"] = await self._state().spend.add_credits(key.account, credits, actor=actor,
                                                                        note="initial credits")
         return _json(out, rid, status=201)
 
@@ -169,9 +164,14 @@ class AdminSurface:
         name = fields.get("name")
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("name: a team needs a non-empty name.", param="name")
+        credits = first_top_up(fields)
         with _state_errors("team_not_found"):
             team = await store.create_team(fields, actor=actor, team_id=team_id)
-        return _json(public_team(team), rid, status=201)
+        out = public_team(team)
+        if credits is not None:
+            out["balance_usd"] = await self._state().spend.add_credits(team.account, credits, actor=actor,
+                                                                       note="initial credits")
+        return _json(out, rid, status=201)
 
     async def list_teams(self, request: web.Request, rid: str) -> web.Response:
         await self._admin(request)
@@ -352,6 +352,18 @@ USAGE_COLUMNS = ("group", "requests", "input_tokens", "output_tokens", "cached_t
                  "cost_usd", "errors")
 #: what a spreadsheet takes for a formula (or, tab and CR, for a cell break before one)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def first_top_up(fields: dict[str, Any]) -> float | None:
+    """Takes `credits_usd` (a create's first top-up) out of the fields; it turns `uses_credits`
+    on unless the fields say otherwise."""
+    credits = fields.pop("credits_usd", None)
+    if credits is None:
+        return None
+    if type(credits) not in (int, float) or not math.isfinite(credits) or not 0 < credits <= MAX_CREDIT_USD:
+        raise InvalidRequest("credits_usd: a first top-up in USD, above 0 and at most 1,000,000.", param="credits_usd")
+    fields.setdefault("uses_credits", True)
+    return float(credits)
 
 
 def credit_amount(value: Any) -> float:

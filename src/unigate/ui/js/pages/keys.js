@@ -181,12 +181,19 @@ function teamDialog(t, reload) {
     ...limitFields(t),
     field("Pay its keys' calls from the team's credits", h("input", { type: "checkbox", name: "uses_credits",
       checked: editing && t.uses_credits }), "Keys with credits of their own pay from those."),
+    editing ? null : field("First top-up (USD)", h("input", { name: "credits_usd", type: "number", min: "0", step: "0.01",
+      placeholder: "none" })),
   ];
   formDialog(editing ? `Edit team ${t.name}` : "New team", fields, editing ? "Save" : "Create team", async (data) => {
     const body = { ...limitValues(data, editing), name: String(data.get("name")).trim(),
       uses_credits: data.get("uses_credits") === "on" };
     const id = String(data.get("id") || "").trim();
     if (!editing && id) body.id = id;
+    const credits = String(data.get("credits_usd") || "").trim();
+    if (!editing && credits) {
+      body.credits_usd = Number(credits);
+      if (data.get("uses_credits") !== "on") delete body.uses_credits; // a top-up turns credits on
+    }
     if (editing) await api(`/admin/teams/${encodeURIComponent(t.id)}`, { method: "PATCH", body });
     else await api("/admin/teams", { method: "POST", body });
     await reload();
