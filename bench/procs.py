@@ -42,14 +42,20 @@ class Proc:
 
 
 class Procs:
-    def __init__(self) -> None:
+    def __init__(self, pin: Mapping[str, str] | None = None) -> None:
         self._live: list[Proc] = []
+        #: process name (a peer's without its worker-count digit) -> the CPUs `taskset` keeps it on
+        self.pin = dict(pin or {})
+
+    def _argv(self, name: str, argv: Sequence[str]) -> list[str]:
+        cpus = self.pin.get(name) or self.pin.get(name.rstrip("0123456789"))
+        return ["taskset", "-c", cpus, *argv] if cpus else list(argv)
 
     def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
               log_path: Path | None = None, cwd: str | None = None) -> Proc:
         log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the process
         t0 = time.monotonic()
-        p = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(self._argv(name, argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
         proc = Proc(name, p, log_path, t0, log if log_path else None)  # type: ignore[arg-type]
         self._live.append(proc)
@@ -93,7 +99,7 @@ class Procs:
     def run(self, name: str, argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
         """Run a bounded command to completion; on timeout its whole group is killed. Returns
         (returncode, stdout, stderr); returncode is -9 after a timeout."""
-        p = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(self._argv(name, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                              env=dict(env) if env is not None else None, start_new_session=True)
         proc = Proc(name, p, None, time.monotonic())
         self._live.append(proc)
@@ -113,7 +119,7 @@ class Procs:
 
     def spawn_bounded(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Proc:
         """Start a bounded command whose output is read later with `finish()`."""
-        p = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(self._argv(name, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                              env=dict(env) if env is not None else None, start_new_session=True)
         proc = Proc(name, p, None, time.monotonic())
         self._live.append(proc)

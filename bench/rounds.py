@@ -46,6 +46,8 @@ def invoke(config: str, a: argparse.Namespace) -> Path:
            "--duration", str(a.duration), "--out", str(out), *CONFIGS[config]]
     if a.unigate_cmd:
         cmd += ["--unigate-cmd", a.unigate_cmd]
+    if a.pin:
+        cmd.append("--pin")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=1800)
     new = sorted(set(out.glob("results-*.jsonl")) - before)
     if not new:
@@ -90,6 +92,7 @@ def main() -> int:
     ap.add_argument("--lat", action="store_true", help="also the latency phase (added p50/p99 at c1 and c10)")
     ap.add_argument("--phases", help="bench/run.py's phases instead (e.g. lat alone)")
     ap.add_argument("--unigate-cmd", help="as bench/run.py's")
+    ap.add_argument("--pin", action="store_true", help="as bench/run.py's (taskset placement)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "rounds")
     a = ap.parse_args()
     configs = [c for c in a.configs.split(",") if c]

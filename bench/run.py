@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "(made through its admin API; the default is the master key, which skips enforcement)")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="where results-*.jsonl and report-*.md go")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs) even on success")
+    ap.add_argument("--pin", action="store_true",
+                    help="keep the peer under test on CPU 1 and wrk and the mocks on CPU 0 (taskset): the same "
+                         "placement for every peer and round")
     return ap.parse_args(argv)
 
 
@@ -216,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         with jsonl.open("a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    procs = Procs()
+    where = {"floor": "1", "unigate": "1", "wrk": "0", "nginx-mock": "0", "slow-mock": "0", "streamprobe": "0"}
+    procs = Procs(where if a.pin else None)
     sids: list[int] = []
     old = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     rc = 0
