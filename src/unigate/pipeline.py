@@ -82,9 +82,10 @@ _RELAY_SHAPE = {Endpoint.CHAT: ("choices", list), Endpoint.COMPLETIONS: ("choice
 class Call:
     """One request on its way through the stages; each stage adds what it knows.
 
-    `body` is the canonical (OpenAI) body; for COUNT_TOKENS too, with the client's Messages
-    body in `native` (an Anthropic upstream counts that, a Gemini one the translation). The defaults are class attributes and
-    __init__ sets only what every call has (as UsageRecord: bench/ counts the generated one)."""
+    `body` is the canonical (OpenAI) body, for COUNT_TOKENS too, whose client's Messages body
+    rides in `native` (an Anthropic upstream counts that, Gemini and Bedrock the translation).
+    Only a CHAT answer is relayed in the client's own dialect. The defaults are class attributes
+    and __init__ sets only what every call has (as UsageRecord: bench/ counts the generated one)."""
 
     request: web.Request
     rid: str
@@ -415,7 +416,7 @@ class Gateway:
         egress = call.egress
         usage: JSON | None
         try:
-            if call.native is not None and call.is_native(dep) and call.endpoint is not Endpoint.COUNT_TOKENS:
+            if call.native is not None and call.endpoint is Endpoint.CHAT and call.is_native(dep):
                 # the client's own dialect: the answer goes out as it came, read for its usage
                 out, usage = data, dep.adapter.native_usage(data)
             else:

@@ -12,6 +12,7 @@ from unigate.errors import Forbidden, Unauthenticated
 if TYPE_CHECKING:
     from unigate.governance.keys import KeyCache
     from unigate.governance.terms import Terms
+    from unigate.state.records import Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class Principal:
     #: the key's limits, budgets and credits (None: nothing to enforce)
     terms: Terms | None = None
     #: what it may do on the admin API and the dashboard: "user" nothing, "viewer" read, "admin" all
-    role: str = "user"
+    role: Role = "user"
 
     @property
     def restricted(self) -> bool:
