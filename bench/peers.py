@@ -33,7 +33,7 @@ ALL_PEERS = ("direct",) + PROXIED
 KEY = "sk-ubench-master-0123456789"
 UPSTREAMS = ("fast", "faststream", "slow", "slowstream")
 #: environment a peer may see: nothing that could configure an extra provider
-_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM")
+_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "PYTHONHASHSEED")
 
 
 class StartError(RuntimeError):

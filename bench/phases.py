@@ -33,6 +33,8 @@ Emit = Callable[[dict[str, Any]], None]
 class Settings:
     tput_s: int = 15
     tput_warm_s: int = 3
+    #: >1: each peer's measured time is cut in this many slices, the peers taking turns (run.py --slices)
+    tput_slices: int = 1
     conns: int = 50
     lat_s: int = 15
     lat_warm_s: int = 2
@@ -58,6 +60,9 @@ def _log(msg: str) -> None:
 
 
 def throughput(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) -> None:
+    if s.tput_slices > 1:
+        sliced_throughput(rig, s, peers, rnd, emit)
+        return
     for stream in (False, True):
         for peer in _rotate(peers, rnd):
             t = rig.target(peer, "fast", stream)
@@ -66,8 +71,38 @@ def throughput(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) ->
             _log(f"tput {mode:6} {peer:9} warm-up {s.tput_warm_s}s + {s.tput_s}s at c{s.conns}")
             if s.tput_warm_s:
                 loadgen.wrk(rig.procs, t, key=rig.key_for(peer), conns=s.conns, duration=s.tput_warm_s, peer_sid=None)
-            r = loadgen.wrk(rig.procs, t, key=rig.key_for(peer), conns=s.conns, duration=s.tput_s, peer_sid=sid)
+            r = loadgen.wrk(rig.procs, t, key=rig.key_for(peer), conns=s.conns, duration=s.tput_s, peer_sid=sid,
+                            sample_every=0.1, mock_sid=rig.mocks[0].pid)
             emit({"phase": "tput", "peer": peer, "mode": mode, "round": rnd, **r})
+
+
+def sliced_throughput(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) -> None:
+    """The peers take turns in short slices (A B B A A B ...) instead of one long run each.
+
+    This VM's speed moves by 20 % and more within half a minute, inside one process as much as
+    between processes (docs/benchmarks.md, 6 Dec): one 8-s run per peer compares two different
+    machines. Slices of a second or two, in an order that mirrors itself, give every peer the
+    same mix of fast and slow stretches; a steady drift cancels exactly."""
+    slice_s = max(1, round(s.tput_s / s.tput_slices))
+    for stream in (False, True):
+        mode = "stream" if stream else "json"
+        order = _rotate(peers, rnd)
+        targets = {p: rig.target(p, "fast", stream) for p in order}
+        for peer in order:
+            _log(f"tput {mode:6} {peer:9} warm-up {s.tput_warm_s}s")
+            if s.tput_warm_s:
+                loadgen.wrk(rig.procs, targets[peer], key=rig.key_for(peer), conns=s.conns, duration=s.tput_warm_s,
+                            peer_sid=None)
+        _log(f"tput {mode:6} {'/'.join(order)}: {s.tput_slices} slices of {slice_s}s each at c{s.conns}")
+        parts: dict[str, list[dict[str, float]]] = {p: [] for p in order}
+        for k in range(s.tput_slices):
+            for peer in (order if k % 2 == 0 else order[::-1]):
+                sid = rig.peers[peer].sid if peer != "direct" else rig.mocks[0].pid
+                parts[peer].append(loadgen.wrk(rig.procs, targets[peer], key=rig.key_for(peer), conns=s.conns,
+                                               duration=slice_s, peer_sid=sid, sample_every=0.1,
+                                               mock_sid=rig.mocks[0].pid))
+        for peer in order:
+            emit({"phase": "tput", "peer": peer, "mode": mode, "round": rnd, **loadgen.combine(parts[peer])})
 
 
 def latency(rig: Rig, s: Settings, peers: list[str], rnd: int, emit: Emit) -> None:

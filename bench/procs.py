@@ -195,3 +195,58 @@ def memory_kb(pids: Sequence[int]) -> tuple[int, int]:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return rss, pss
+
+
+def _tasks(pids: Sequence[int]) -> list[Path]:
+    out: list[Path] = []
+    for pid in pids:
+        try:
+            out += [p for p in Path(f"/proc/{pid}/task").iterdir()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
+def sched_counts(pids: Sequence[int]) -> dict[str, int]:
+    """What the scheduler did to the processes' threads so far (issue 15's slow-mode hunt): time
+    run and time spent runnable but waiting for a CPU (ns, /proc/<tid>/schedstat), context
+    switches given up (voluntary) and taken (involuntary), and moves between CPUs."""
+    run = wait = vol = invol = migr = 0
+    for task in _tasks(pids):
+        try:
+            r, w, _ = (task / "schedstat").read_text().split()
+            run, wait = run + int(r), wait + int(w)
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol += int(line.split()[1])
+            for line in (task / "sched").read_text().splitlines():
+                if line.startswith("se.nr_migrations"):
+                    migr += int(line.split(":")[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+    return {"run_ns": run, "wait_ns": wait, "vcsw": vol, "ivcsw": invol, "migrations": migr}
+
+
+def busiest_cpu(pids: Sequence[int]) -> int | None:
+    """The CPU the busiest thread of these processes last ran on (/proc/<tid>/stat field 39)."""
+    best: tuple[int, int] | None = None
+    for task in _tasks(pids):
+        try:
+            raw = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        f = raw[raw.rfind(")") + 2 :].split()
+        used, cpu = int(f[11]) + int(f[12]), int(f[36])
+        if best is None or used > best[0]:
+            best = (used, cpu)
+    return best[1] if best else None
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(stolen, all) clock ticks of the machine's CPUs so far (/proc/stat): time the hypervisor
+    ran something else while a vCPU wanted to run, out of all time."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    return f[7], sum(f[:8])

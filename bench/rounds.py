@@ -48,6 +48,8 @@ def invoke(config: str, a: argparse.Namespace) -> Path:
         cmd += ["--unigate-cmd", a.unigate_cmd]
     if a.pin:
         cmd.append("--pin")
+    if a.slices > 1:
+        cmd += ["--slices", str(a.slices)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=1800)
     new = sorted(set(out.glob("results-*.jsonl")) - before)
     if not new:
@@ -70,6 +72,13 @@ def figures(path: Path) -> dict[str, float]:
             out[f"{mode} floor rps"] = f["rps"]
             if f.get("cpu_ms_per_req") and u.get("cpu_ms_per_req"):
                 out[f"{mode} cpu ratio"] = u["cpu_ms_per_req"] / f["cpu_ms_per_req"]
+            for peer, r in (("floor", f), ("unigate", u)):
+                # where the peer ran and what the scheduler did to it: the slow-mode hunt's figures
+                for k, name in (("sched_wait_us_per_req", "runqueue wait us/req"), ("share_cpu_with_wrk", "share of CPU with wrk"),
+                                ("share_cpu_with_mock", "share of CPU with mock"), ("sched_migrations", "migrations"),
+                                ("sched_ivcsw_per_kreq", "preempted /1k req"), ("steal_pct", "steal %")):
+                    if r.get(k) is not None:
+                        out[f"{mode} {peer} {name}"] = float(r[k])
     for (mode, conns, peer), r in lat.items():
         d = lat.get((mode, conns, "direct"))
         if peer in ("unigate", "floor") and d:
@@ -93,6 +102,7 @@ def main() -> int:
     ap.add_argument("--phases", help="bench/run.py's phases instead (e.g. lat alone)")
     ap.add_argument("--unigate-cmd", help="as bench/run.py's")
     ap.add_argument("--pin", action="store_true", help="as bench/run.py's (taskset placement)")
+    ap.add_argument("--slices", type=int, default=1, help="as bench/run.py's (peers take turns in slices)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "rounds")
     a = ap.parse_args()
     configs = [c for c in a.configs.split(",") if c]
@@ -122,7 +132,8 @@ def report(got: dict[str, list[dict[str, float]]]) -> str:
             vals = [r[name] for r in rounds if name in r]
             if not vals:
                 continue
-            worst = max(vals) if ("ms" in name or "cpu" in name) else min(vals)
+            # a ratio of requests/s is worst at its lowest; a time, a CPU cost or a scheduler count at its highest
+            worst = min(vals) if name.endswith(" ratio") and "cpu" not in name else max(vals)
             lines.append(f"| {c} | {name} | {' '.join(f'{v:.2f}' for v in vals)} | **{statistics.median(vals):.2f}** "
                          f"| {worst:.2f} | {max(vals) - min(vals):.2f} |")
         floor = [r["json floor rps"] for r in rounds if "json floor rps" in r]

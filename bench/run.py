@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=1, help="repeat tput/lat/ttfb/hold; tables show medians")
     ap.add_argument("--duration", type=int, help="seconds per measured run (tput, lat, ttfb, hold); default 15")
     ap.add_argument("--conns", type=int, default=50, help="wrk connections in the throughput phase")
+    ap.add_argument("--slices", type=int, default=1,
+                    help="throughput: cut each peer's measured time in this many slices, the peers taking turns "
+                         "(A B B A ...), so a change in the machine's speed meets every peer alike")
     ap.add_argument("--lat-conns", default="1,10", help="connection counts of the latency and TTFB phases")
     ap.add_argument("--streams", type=int, default=100, help="concurrent streams in the hold phase")
     ap.add_argument("--soak", type=float, help="soak minutes (default 10; 0.5 with --quick)")
@@ -74,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings_for(a: argparse.Namespace) -> phases.Settings:
-    s = phases.Settings(conns=a.conns, lat_conns=tuple(int(c) for c in a.lat_conns.split(",")), hold_streams=a.streams,
+    s = phases.Settings(conns=a.conns, tput_slices=a.slices, lat_conns=tuple(int(c) for c in a.lat_conns.split(",")), hold_streams=a.streams,
                         profile_s=a.profile_duration)
     if a.quick:
         s.tput_s, s.tput_warm_s, s.lat_s, s.lat_warm_s, s.ttfb_s, s.hold_s = 3, 1, 3, 1, 3.0, 3.0

@@ -123,8 +123,12 @@ async def test_team_limits_and_models_bind_every_key(gw: RunningGateway) -> None
     _, a = await new_key(gw, team="core")
     bid, b = await new_key(gw, team="core", rpm=100)
     assert (await chat(gw, a, model="openai/gpt-4.1-mini"))[0] == 403  # not on the team's list
-    statuses = [(await chat(gw, k))[0] for k in (a, b, a, b)]
-    assert statuses == [200, 200, 200, 429]
+    results = [await chat(gw, k) for k in (a, b, a, b)]
+    assert [r[0] for r in results] == [200, 200, 200, 429]
+    # the x-ratelimit headers name the tightest scope: the team's alone for key a; for key b the
+    # team's 3 (1 left after two calls), not its own 100 (99 left)
+    assert [(r[1]["x-ratelimit-limit-requests"], r[1]["x-ratelimit-remaining-requests"]) for r in results[:3]] == [
+        ("3", "2"), ("3", "1"), ("3", "0")]
     # the refused call did not count against key b's own rpm: one of its 100 is used
     fig = gw.gateway.enforcer.quotas.figures((Scope(f"key:{bid}", rpm=100),), time.time())
     assert fig.remaining_requests == 99

@@ -140,29 +140,25 @@ class Enforcer:
         known price is never served at $0 to a key with a budget or credits (unless allowed)."""
         worst: dict[str, float] = {}
         kept: list[Deployment] = []
+        rates, now, markup = self._rates, time.monotonic(), self._markup
         for d in deployments:
-            w = self.worst_cost(d, prompt, out)
-            if w is None:
-                if not self.cfg.allow_unpriced:
-                    continue
-                w = 0.0
-            worst[d.id] = w * self._markup
+            # USD for `prompt` input and `out` output tokens (None: the model's output limit)
+            # at the deployment's dearest rates (inline: this runs per deployment per call)
+            r = rates.get(d.id)
+            if r is None or r[3] < now:
+                r = rates[d.id] = self._rates_of(d)
+            if r[0] is not None:
+                worst[d.id] = (prompt * r[0] + (r[2] if out is None else out) * r[1]) * markup
+            elif self.cfg.allow_unpriced:
+                worst[d.id] = 0.0
+            else:
+                continue
             kept.append(d)
         if not kept:
             raise PriceUnknown(f"{deployments[0].public_id if deployments else 'This model'} has no known price, and "
                                "this key has a budget or pays with credits: the gateway does not serve it at $0.",
                                param="model")
         return kept, worst
-
-    def worst_cost(self, d: Deployment, prompt: int, out: int | None) -> float | None:
-        """USD for `prompt` input and `out` output tokens (None: the model's output limit) on
-        this deployment at its dearest rates, or None when it has no known price."""
-        rates = self._rates.get(d.id)
-        if rates is None or rates[3] < time.monotonic():
-            rates = self._rates[d.id] = self._rates_of(d)
-        if rates[0] is None:
-            return None
-        return prompt * rates[0] + (rates[2] if out is None else out) * rates[1]
 
     def _rates_of(self, d: Deployment) -> tuple[float | None, float, int, float]:
         """(USD per input token, per output token, the output tokens of a call without
@@ -206,22 +202,8 @@ class Enforcer:
 
     def headers(self, ticket: Ticket) -> dict[str, str] | None:
         """OpenAI's x-ratelimit-* headers for the tightest rpm/tpm scope of the call."""
-        if not ticket.terms.rated:
-            return None
-        fig = self.quotas.figures(ticket.terms.rated, time.time())
-        if fig is None:
-            return None
-        h: dict[str, str] = {}
-        reset = _duration(fig.reset_seconds)
-        if fig.limit_requests is not None:
-            h["x-ratelimit-limit-requests"] = str(fig.limit_requests)
-            h["x-ratelimit-remaining-requests"] = str(fig.remaining_requests)
-            h["x-ratelimit-reset-requests"] = reset
-        if fig.limit_tokens is not None:
-            h["x-ratelimit-limit-tokens"] = str(fig.limit_tokens)
-            h["x-ratelimit-remaining-tokens"] = str(fig.remaining_tokens)
-            h["x-ratelimit-reset-tokens"] = reset
-        return h
+        rated = ticket.terms.rated
+        return self.quotas.headers(rated, time.time()) if rated else None
 
     # ------------------------------------------------------------------ the background
 
@@ -259,11 +241,3 @@ class Enforcer:
 def _max_output(body: JSON) -> int | None:
     v = body.get("max_completion_tokens") or body.get("max_tokens")
     return v if type(v) is int and v > 0 else None
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's spelling of a reset: 1s, 6m0s, 20ms."""
-    if seconds < 1:
-        return f"{int(seconds * 1000)}ms"
-    s = int(seconds + 0.5)
-    return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
