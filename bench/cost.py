@@ -80,12 +80,19 @@ def request_of(rig: Rig, peer: str, mode: str) -> tuple[str, bytes, int]:
     return "/" + t.url.split("/", 3)[3], t.body.read_bytes(), expect
 
 
-def callgrind_total(path: Path) -> int:
+def callgrind_events(path: Path) -> dict[str, int]:
+    """The dump's totals by event: Ir (instructions), and with --cache-sim also the simulated
+    cache misses (I1mr D1mr D1mw ILmr DLmr DLmw) and branch mispredictions (Bcm Bim)."""
     text = path.read_text(errors="replace")
-    m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
-    if not m:
+    names = re.search(r"^events:\s*(.+)$", text, re.M)
+    m = re.search(r"^(?:summary|totals):\s*([\d ]+)$", text, re.M)
+    if not m or not names:
         raise RuntimeError(f"no totals in {path}")
-    return int(m.group(1))
+    return dict(zip(names.group(1).split(), (int(x) for x in m.group(1).split()), strict=False))
+
+
+def callgrind_total(path: Path) -> int:
+    return callgrind_events(path)["Ir"]
 
 
 def control(args: list[str]) -> None:
@@ -108,6 +115,8 @@ def measure(rig: Rig, procs: Procs, peer: str, tool: str, modes: list[str], a: a
     wrap: list[str] = []
     if tool == "callgrind":
         wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={work}/{peer}.cg.%p"]
+        if a.cache_sim:
+            wrap[2:2] = ["--cache-sim=yes", "--branch-sim=yes"]
     p = rig.start_peer(peer, wrap=wrap, ready_timeout=600 if tool == "callgrind" else 30)
     assert p.proc is not None
     pid = p.proc.pid
@@ -128,8 +137,15 @@ def measure(rig: Rig, procs: Procs, peer: str, tool: str, modes: list[str], a: a
                 dumps = sorted(work.glob(f"{peer}.cg.*"), key=lambda f: f.stat().st_mtime)
                 if not dumps:
                     raise RuntimeError("callgrind wrote no dump")
-                total = callgrind_total(dumps[-1])
+                ev = callgrind_events(dumps[-1])
+                total = ev["Ir"]
                 rec["instructions_per_request"] = round(total / a.requests)
+                if a.cache_sim:
+                    # valgrind's model of this CPU's caches (the host's sizes), per request: the
+                    # instruction cache, the data cache and the last level, and mispredicted branches
+                    per = {"I1 misses": ev["I1mr"], "D1 misses": ev["D1mr"] + ev["D1mw"],
+                           "LL misses": ev["ILmr"] + ev["DLmr"] + ev["DLmw"], "branch misses": ev["Bcm"] + ev["Bim"]}
+                    rec.update({k: round(v / a.requests) for k, v in per.items()})
                 if a.save:
                     a.save.mkdir(parents=True, exist_ok=True)
                     shutil.copy(dumps[-1], a.save / f"callgrind-{peer}-{mode}.out")
@@ -165,6 +181,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--conns", type=int, default=4)
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="callgrind: also simulated cache misses and branch mispredictions per request")
     ap.add_argument("--save", type=Path, help="callgrind: keep each dump in this directory (for callgrind_annotate)")
     ap.add_argument("--annotate", type=int, default=0, metavar="N", help="callgrind: print the top N functions")
     ap.add_argument("--unigate-cmd", default=str(HERE.parent / ".venv" / "bin" / "unigate"))
@@ -186,16 +204,18 @@ def main() -> int:
                     rows += measure(rig, procs, peer, tool, a.modes.split(","), a, work)
         finally:
             procs.stop_all()
+    sim = ("I1 misses", "D1 misses", "LL misses", "branch misses") if a.cache_sim else ()
     print()
-    print("| peer | mode | instructions/request | syscalls/request |")
-    print("|---|---|---:|---:|")
+    print("| peer | mode | instructions/request | syscalls/request |" + "".join(f" {k}/request |" for k in sim))
+    print("|---|---|---:|---:|" + "---:|" * len(sim))
     keyed: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         keyed.setdefault((r["peer"], r["mode"]), {}).update(r)
     for (peer, mode), r in keyed.items():
         ins = r.get("instructions_per_request")
         sc = r.get("syscalls_per_request")
-        print(f"| {peer} | {mode} | {'–' if ins is None else f'{ins:,}'} | {'–' if sc is None else sc} |")
+        extra = "".join(f" {r[k]:,} |" if k in r else " – |" for k in sim)
+        print(f"| {peer} | {mode} | {'–' if ins is None else f'{ins:,}'} | {'–' if sc is None else sc} |{extra}")
     return 0
 
 

@@ -39,6 +39,12 @@ class Principal:
         return "master" if self.is_master else f"key:{self.key_id}"
 
 
+class Missing:
+    """Not in the key cache, or no longer fresh there (governance/keys.py): ask the store."""
+
+
+MISSING = Missing()
+
 ANONYMOUS = Principal(key_id=None, is_master=True, role="admin")
 MASTER = Principal(key_id="master", is_master=True, role="admin")
 
@@ -73,18 +79,20 @@ class Authenticator:
             return ANONYMOUS  # loopback-only mode, enforced at bind time
         auth = headers.get("Authorization")
         bearer = self._master_bearer  # set whenever _master is
-        if auth is not None and bearer is not None and hmac.compare_digest(auth.encode(errors="surrogateescape"), bearer):
+        if auth is not None and bearer is not None and hmac.compare_digest(auth.encode("utf-8", "surrogateescape"), bearer):
             return MASTER
         key = bearer_or_api_key(headers)
         if key is None:
             raise Unauthenticated(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
             )
-        if hmac.compare_digest(key.encode(errors="surrogateescape"), self._master):
+        raw = key.encode("utf-8", "surrogateescape")
+        if hmac.compare_digest(raw, self._master):
             return MASTER
         if self.keys is not None:
-            principal = await self.keys.principal(key)
-            if principal is not None:
+            found = self.keys.cached(raw)
+            principal = await self.keys.principal(key) if found is MISSING else found
+            if isinstance(principal, Principal):
                 return principal
         # the same answer for a key that never existed, was revoked or expired: nothing to learn
         raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")

@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from unigate.governance.auth import Principal
+from unigate.governance.auth import MISSING, Missing, Principal
 from unigate.governance.terms import terms_of
 from unigate.state.base import KeyStore
 from unigate.state.records import Key, Team
@@ -26,7 +26,8 @@ class KeyCache:
         self.store = store
         self._ttl = ttl
         self._now = now
-        self._entries: dict[str, tuple[float, Key | None, Principal | None]] = {}
+        #: sha256 of a secret -> (valid until, the key, its principal)
+        self._entries: dict[bytes, tuple[float, Key | None, Principal | None]] = {}
 
     async def lookup(self, secret: str) -> Key | None:
         return (await self._entry(secret))[0]
@@ -36,13 +37,25 @@ class KeyCache:
         fill (the limits module reads them on every call)."""
         return (await self._entry(secret))[1]
 
+    def cached(self, raw: bytes) -> Principal | Missing | None:
+        """What the cache knows of this secret (its bytes) without asking the store: its
+        principal, None for a secret known not to open a key, or MISSING (ask `principal`). The
+        request path's call: no coroutine for the common case of a cached key."""
+        hit = self._entries.get(hashlib.sha256(raw).digest())
+        if hit is None or hit[0] <= self._now():
+            return MISSING
+        key = hit[1]
+        # expiry is checked on every use, not only when the entry was filled
+        if key is None or key.active(time.time()):
+            return hit[2]
+        return None
+
     async def _entry(self, secret: str) -> tuple[Key | None, Principal | None]:
-        digest = hashlib.sha256(secret.encode(errors="surrogateescape")).hexdigest()
+        digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
         now = self._now()
         hit = self._entries.get(digest)
         if hit is not None and hit[0] > now:
             key = hit[1]
-            # expiry is checked on every use, not only when the entry was filled
             if key is None or key.active(time.time()):
                 return key, hit[2]
             return None, None
