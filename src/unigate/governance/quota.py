@@ -159,23 +159,21 @@ class Quotas:
                     b.tokens += taken.tokens
 
     def headers(self, scopes: tuple[Scope, ...], now: float) -> dict[str, str] | None:
-        """OpenAI's x-ratelimit-* headers for the tightest scope (`figures`). A key's own scope
-        alone is the common case, answered without building its figures first (each admitted
-        call sends these headers: bench/opcount.py)."""
-        if len(scopes) != 1:
-            fig = self.figures(scopes, now)
-            if fig is None:
-                return None
-            return _limit_headers(fig.limit_requests, fig.remaining_requests, fig.limit_tokens,
-                                  fig.remaining_tokens, fig.reset_seconds)
-        scope = scopes[0]
-        b = self._blocks.get(scope.id)
-        if b is None:
+        """OpenAI's x-ratelimit-* headers for the tightest scope (`figures`)."""
+        fig = self.figures(scopes, now)
+        if fig is None:
             return None
-        rpm, tpm = scope.rpm, scope.tpm
-        return _limit_headers(rpm, None if rpm is None else max(0, (b.store_left_requests or 0) + b.requests),
-                              tpm, None if tpm is None else max(0, (b.store_left_tokens or 0) + b.tokens),
-                              max(b.window + WINDOW_SECONDS - now, 0.0))
+        reset = _duration(fig.reset_seconds)
+        h: dict[str, str] = {}
+        if fig.limit_requests is not None:
+            h["x-ratelimit-limit-requests"] = str(fig.limit_requests)
+            h["x-ratelimit-remaining-requests"] = str(fig.remaining_requests)
+            h["x-ratelimit-reset-requests"] = reset
+        if fig.limit_tokens is not None:
+            h["x-ratelimit-limit-tokens"] = str(fig.limit_tokens)
+            h["x-ratelimit-remaining-tokens"] = str(fig.remaining_tokens)
+            h["x-ratelimit-reset-tokens"] = reset
+        return h
 
     def figures(self, scopes: tuple[Scope, ...], now: float) -> ScopeFigures | None:
         """The x-ratelimit-* figures of the tightest scope: the limit, what the store had left
@@ -207,21 +205,6 @@ class Quotas:
         window = _window(now)
         for sid in [sid for sid, b in self._blocks.items() if b.window < window - WINDOW_SECONDS and not b.owed]:
             del self._blocks[sid]
-
-
-def _limit_headers(limit_r: int | None, left_r: int | None, limit_t: int | None, left_t: int | None,
-                   reset_seconds: float) -> dict[str, str]:
-    reset = _duration(reset_seconds)
-    h: dict[str, str] = {}
-    if limit_r is not None:
-        h["x-ratelimit-limit-requests"] = str(limit_r)
-        h["x-ratelimit-remaining-requests"] = str(left_r)
-        h["x-ratelimit-reset-requests"] = reset
-    if limit_t is not None:
-        h["x-ratelimit-limit-tokens"] = str(limit_t)
-        h["x-ratelimit-remaining-tokens"] = str(left_t)
-        h["x-ratelimit-reset-tokens"] = reset
-    return h
 
 
 def _duration(seconds: float) -> str:
