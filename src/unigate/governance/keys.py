@@ -41,24 +41,25 @@ class KeyCache:
         """What the cache knows of this secret (its bytes) without asking the store: its
         principal, None for a secret known not to open a key, or MISSING (ask `principal`). The
         request path's call: no coroutine for the common case of a cached key."""
-        hit = self._entries.get(hashlib.sha256(raw).digest())
+        hit = self._hit(hashlib.sha256(raw).digest())
+        return hit if isinstance(hit, Missing) else hit[1]
+
+    def _hit(self, digest: bytes) -> tuple[Key | None, Principal | None] | Missing:
+        hit = self._entries.get(digest)
         if hit is None or hit[0] <= self._now():
             return MISSING
         key = hit[1]
         # expiry is checked on every use, not only when the entry was filled
         if key is None or key.active(time.time()):
-            return hit[2]
-        return None
+            return key, hit[2]
+        return None, None
 
     async def _entry(self, secret: str) -> tuple[Key | None, Principal | None]:
         digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
+        hit = self._hit(digest)
+        if not isinstance(hit, Missing):
+            return hit
         now = self._now()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
-            key = hit[1]
-            if key is None or key.active(time.time()):
-                return key, hit[2]
-            return None, None
         key = await self.store.find_by_secret(secret)
         principal = None
         if key is not None:
